@@ -1,0 +1,12 @@
+-module(example_app_sup).
+-behaviour(supervisor).
+-export([start_link/0, init/1]).
+
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+init([]) ->
+    Counter = #{id => example_app_counter,
+                start => {example_app_counter, start_link, []},
+                modules => [example_app_counter]},
+    {ok, {#{strategy => one_for_one, intensity => 5, period => 10}, [Counter]}}.

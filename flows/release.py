@@ -1,0 +1,94 @@
+"""release: test in a container, build with a relup against the previous
+release, verify, publish. The CI half of the seed's pipeline (steps 1-6)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from blocks import DEFAULT_STORE_BLOCK, load_docker_host, load_package_store
+from hotdeploy import layout
+from hotdeploy.appup import parse_modinfo, plan_appups
+from hotdeploy.manifest import build_manifest, manifest_bytes
+from hotdeploy.report import StepClock, release_summary_markdown
+from hotdeploy.versions import next_version
+from tasks.container import build_release, ensure_builder_image, inspect_modules, test_in_container
+from tasks.store import download, list_versions, put_new, put_pointer, read_text
+from tasks.workspace import (describe_app, prepare_workspace, remove_workspace, restore_previous,
+                             verify_artifact, write_appups)
+from hotdeploy.layout import parse_checksum
+
+
+@flow(name="release", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def release(
+    app_dir: str,
+    store_block: str = DEFAULT_STORE_BLOCK,
+    version: str | None = None,
+    test_command: str = "rebar3 eunit",
+    git_commit: str | None = None,
+    docker_host_block: str | None = None,
+) -> dict:
+    """Build APP_DIR's release as a hot upgrade from the store's current
+    version and publish it. `version` defaults to the build timestamp."""
+    log = get_run_logger()
+    clock = StepClock()
+    app = describe_app(app_dir)
+    store = load_package_store(store_block)
+    engine = load_docker_host(docker_host_block)
+    name = app.release
+
+    with clock.step("builder image"):
+        image = ensure_builder_image(app.dockerfile, engine)
+    workspace = prepare_workspace(app)
+    try:
+        with clock.step("test"):
+            test_in_container(engine, image, workspace, test_command)
+
+        with clock.step("next version"):
+            vsn = str(next_version(datetime.now(timezone.utc), list_versions(store, name), version))
+            previous = read_text(store, layout.pointer_key(name))
+            previous = previous.strip() if previous else None
+            log.info("building %s %s, upgrading from %s", name, vsn, previous or "nothing (first release)")
+
+        with clock.step("fetch previous"):
+            previous_erts = None
+            if previous:
+                checksum = parse_checksum(read_text(store, layout.checksum_key(name, previous)) or "")
+                tarball = download(store, layout.tarball_key(name, previous),
+                                   workspace / ".hotdeploy-previous.tar.gz")
+                restore_previous(tarball, checksum, workspace, name, previous)
+
+        with clock.step("build with relup"):
+            report = parse_modinfo(inspect_modules(engine, image, workspace, name, vsn, previous))
+            previous_erts = report.erts.get("prev")
+            plan = plan_appups(report.apps.get("prev", []), report.apps.get("new", []), report.shipped)
+            write_appups(workspace, plan, report.src_dirs)
+            tarball = build_release(engine, image, workspace, name, vsn, previous)
+
+        with clock.step("verify"):
+            facts, sha256 = verify_artifact(tarball, name, vsn, previous, previous_erts)
+
+        with clock.step("publish"):
+            manifest = build_manifest(
+                release=name, facts=facts, previous=previous, sha256=sha256,
+                size=tarball.stat().st_size, built_at=datetime.now(timezone.utc),
+                otp_release=report.otp_release, git_commit=git_commit,
+                appup=[i for a in plan.appups for i in a.up], builder_image=image.tag)
+            put_new(store, layout.tarball_key(name, vsn), tarball, "application/gzip")
+            put_new(store, layout.checksum_key(name, vsn),
+                    layout.checksum_line(sha256, name, vsn).encode(), "text/plain")
+            put_new(store, layout.manifest_key(name, vsn), manifest_bytes(manifest), "application/json")
+            put_pointer(store, name, vsn)  # last: a deploy only ever sees a complete version
+    finally:
+        remove_workspace(workspace)
+
+    summary = {"release": name, "version": vsn, "previous": previous, "sha256": sha256,
+               "builder_image": image.tag, "builder_image_built": image.built,
+               "appup": manifest["appup"], "timings": clock.seconds}
+    create_markdown_artifact(release_summary_markdown(summary), key=f"release-{name.replace('_', '-')}",
+                             description=f"release {name} {vsn}")
+    log.info("released %s %s: %s", name, vsn, json.dumps(clock.seconds))
+    return summary

@@ -1,0 +1,1 @@
+"""Pure decisions of hotdeploy: no I/O here, unit-tested without Prefect."""

@@ -1,0 +1,85 @@
+"""What a release tarball must hold to be a hot upgrade from PREV to NEW.
+
+Pure checks over the text of files read from the tarball; the task that opens
+the tarball lives in tasks/workspace.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .erlterm import Atom, ErlangSyntaxError, consult
+
+
+class ArtifactError(ValueError):
+    pass
+
+
+@dataclass
+class ReleaseFacts:
+    version: str
+    erts: str
+    apps: dict[str, str]
+    up_from: list[str] = field(default_factory=list)
+    down_to: list[str] = field(default_factory=list)
+    up_instructions: list[str] = field(default_factory=list)
+
+
+def _fmt(term) -> str:
+    if isinstance(term, Atom):
+        return str(term)
+    if isinstance(term, str):
+        return f'"{term}"'
+    if isinstance(term, tuple):
+        return "{" + ",".join(_fmt(t) for t in term) + "}"
+    if isinstance(term, list):
+        return "[" + ",".join(_fmt(t) for t in term) + "]"
+    return repr(term)
+
+
+def read_rel(rel_name: str, rel_text: str) -> tuple[str, str, dict[str, str]]:
+    try:
+        [(tag, (name, vsn), (_erts_tag, erts), apps)] = consult(rel_text)
+    except (ErlangSyntaxError, ValueError, TypeError) as e:
+        raise ArtifactError(f"{rel_name}.rel is not a release file: {e}") from None
+    if tag != "release" or name != rel_name:
+        raise ArtifactError(f"{rel_name}.rel names release {name!r}, expected {rel_name!r}")
+    return vsn, erts, {str(a[0]): a[1] for a in apps}
+
+
+def check_release(
+    rel_name: str,
+    version: str,
+    rel_text: str,
+    relup_text: str | None,
+    previous: str | None,
+    previous_erts: str | None,
+) -> ReleaseFacts:
+    """Raise ArtifactError unless the release is VERSION and, when there is a
+    previous release, its relup goes up from exactly PREVIOUS and down to it,
+    on the same ERTS (a hot upgrade cannot replace the emulator)."""
+    vsn, erts, apps = read_rel(rel_name, rel_text)
+    if vsn != version:
+        raise ArtifactError(f"tarball holds release {vsn}, expected {version}")
+    facts = ReleaseFacts(vsn, erts, apps)
+    if previous is None:
+        return facts
+    if relup_text is None:
+        raise ArtifactError(f"tarball has no releases/{version}/relup: it cannot hot-upgrade from {previous}")
+    if previous_erts and previous_erts != erts:
+        raise ArtifactError(
+            f"ERTS {erts} differs from {previous_erts} of release {previous}: a hot upgrade "
+            "cannot change the emulator; build in an image with the hosts' Erlang"
+        )
+    try:
+        [(relup_vsn, ups, downs)] = consult(relup_text)
+    except (ErlangSyntaxError, ValueError, TypeError) as e:
+        raise ArtifactError(f"releases/{version}/relup is not a relup: {e}") from None
+    facts.up_from = [u[0] for u in ups]
+    facts.down_to = [d[0] for d in downs]
+    if relup_vsn != version or facts.up_from != [previous] or facts.down_to != [previous]:
+        raise ArtifactError(
+            f"relup of {relup_vsn} goes up from {facts.up_from} and down to {facts.down_to}; "
+            f"expected exactly {previous} both ways"
+        )
+    facts.up_instructions = [_fmt(i) for i in ups[0][2]]
+    return facts

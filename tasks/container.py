@@ -1,0 +1,165 @@
+"""The container engine (docker SDK, configured by a prefect-docker DockerHost).
+
+prefect-docker's own container tasks are async and give no exit code, so each
+task here makes its one container run through the docker SDK client that the
+DockerHost block builds, waits for the exit code and keeps the log tail.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tarfile
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect_docker import DockerHost
+
+ERLANG_HELPERS = Path(__file__).parent / "erlang"
+TAIL_LINES = 30
+
+
+class ContainerFailed(RuntimeError):
+    """The command ran and exited non-zero: a verdict, not a flake; never retried."""
+
+
+def _engine_flake(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except ContainerFailed:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+ENGINE_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_engine_flake,
+                      cache_policy=NO_CACHE)
+
+
+@dataclass(frozen=True)
+class BuilderImage:
+    tag: str
+    id: str
+    cache_key: str
+    built: bool  # False when an image with this cache key was already there
+
+
+def _base_image(dockerfile_text: str) -> str:
+    m = re.search(r"^\s*FROM\s+(\S+)", dockerfile_text, re.MULTILINE | re.IGNORECASE)
+    if not m:
+        raise ValueError("the builder Dockerfile has no FROM line")
+    return m.group(1)
+
+
+@task(**ENGINE_RETRIES)
+def ensure_builder_image(dockerfile: Path, docker_host: DockerHost) -> BuilderImage:
+    """Build the app's builder image unless one with the same inputs exists.
+
+    Cache key = sha256 of the Dockerfile and of the id of its FROM image. The
+    Dockerfile is built with a context holding nothing else, so nothing else
+    can change the image.
+    """
+    log = get_run_logger()
+    client = docker_host.get_client()
+    text = dockerfile.read_text()
+    base = _base_image(text)
+    try:
+        base_id = client.images.get(base).id
+    except docker.errors.ImageNotFound:
+        raise ContainerFailed(
+            f"base image {base} (FROM in {dockerfile}) is not in the local engine; "
+            "build it offline with scripts/base-image.sh"
+        ) from None
+    key = hashlib.sha256(text.encode() + b"\0" + base_id.encode()).hexdigest()
+    tag = f"hotdeploy-builder:{key[:16]}"
+    try:
+        image = client.images.get(tag)
+        log.info("builder image cache hit: %s (key %s)", tag, key[:16])
+        return BuilderImage(tag, image.id, key, built=False)
+    except docker.errors.ImageNotFound:
+        pass
+    log.info("builder image cache miss: building %s from %s (key %s)", tag, dockerfile, key[:16])
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(text.encode())
+        tar.addfile(info, io.BytesIO(text.encode()))
+    context.seek(0)
+    try:
+        image, _ = client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True,
+                                       network_mode="host", labels={"hotdeploy.cache-key": key})
+    except docker.errors.BuildError as e:
+        tail = "".join(str(c.get("stream", c.get("error", ""))) for c in list(e.build_log)[-TAIL_LINES:])
+        raise ContainerFailed(f"builder image build failed: {e.msg}\n{tail}") from None
+    return BuilderImage(tag, image.id, key, built=True)
+
+
+def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path, command: str,
+                  what: str) -> str:
+    """One container run: WORKSPACE at /build, the Erlang helpers at /hotdeploy
+    (read-only), no network, our uid so the files stay ours. Returns the log;
+    raises ContainerFailed with the log tail on a non-zero exit."""
+    log = get_run_logger()
+    client = docker_host.get_client()
+    container = client.containers.run(
+        image.tag, ["sh", "-ec", command], detach=True, network_mode="none",
+        user=f"{os.getuid()}:{os.getgid()}", environment={"HOME": "/tmp"}, working_dir="/build",
+        volumes={str(workspace): {"bind": "/build", "mode": "rw"},
+                 str(ERLANG_HELPERS): {"bind": "/hotdeploy", "mode": "ro"}},
+    )
+    try:
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        lines = []
+        for raw in container.logs(stream=True, follow=True):
+            for line in raw.decode(errors="replace").splitlines():
+                line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # rebar3 colours
+                lines.append(line)
+                tail.append(line)
+                log.info("%s | %s", what, line)
+        code = container.wait()["StatusCode"]
+    finally:
+        container.remove(force=True)
+    if code != 0:
+        raise ContainerFailed(f"{what} failed (exit {code}); last lines:\n" + "\n".join(tail))
+    return "\n".join(lines)
+
+
+@task(**ENGINE_RETRIES)
+def test_in_container(docker_host: DockerHost, image: BuilderImage, workspace: Path, test_command: str) -> str:
+    """The app's tests in the builder image; a failing test fails the release."""
+    return run_container(docker_host, image, workspace, test_command, "tests")
+
+
+@task(**ENGINE_RETRIES)
+def inspect_modules(docker_host: DockerHost, image: BuilderImage, workspace: Path,
+                    release: str, version: str, previous: str | None) -> str:
+    """Write VERSION into the app, compile, and report the modules of the new
+    build and of the previous release (tasks/erlang/modinfo.escript)."""
+    prev = f" {previous}" if previous else ""
+    run_container(docker_host, image, workspace,
+                  f"escript /hotdeploy/set_version.escript {release} {version}\n"
+                  "rebar3 compile\n"
+                  f"escript /hotdeploy/modinfo.escript {release}{prev} > .hotdeploy-modinfo.tsv",
+                  "compile")
+    return (workspace / ".hotdeploy-modinfo.tsv").read_text()
+
+
+@task(**ENGINE_RETRIES)
+def build_release(docker_host: DockerHost, image: BuilderImage, workspace: Path,
+                  release: str, version: str, previous: str | None) -> Path:
+    """rebar3 release, relup against PREVIOUS (always -u: relx guesses wrong
+    without it), then the tarball, which keeps releases/VERSION/relup."""
+    relup = f"rebar3 relup -n {release} -v {version} -u {previous}\n" if previous else ""
+    run_container(docker_host, image, workspace,
+                  f"rebar3 release -n {release}\n{relup}rebar3 tar -n {release} -v {version}",
+                  "build")
+    tarball = workspace / "_build" / "default" / "rel" / release / f"{release}-{version}.tar.gz"
+    if not tarball.is_file():
+        raise ContainerFailed(f"build finished but {tarball} is missing")
+    return tarball

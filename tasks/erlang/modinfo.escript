@@ -1,0 +1,82 @@
+#!/usr/bin/env escript
+%% Usage: modinfo.escript RELNAME [PREVVSN]   (run in the project's root, after
+%% `rebar3 compile`). Prints, one tab-separated record per line, what the
+%% appup planner needs to compare the previous release with the new build:
+%%   erts   new|prev ERTSVSN
+%%   app    new|prev APP APPVSN SRCDIR
+%%   module new|prev APP MODULE MD5 FLAGS      (FLAGS: code_change,supervisor or -)
+%%   appup  APP VSN UPFROM[,UPFROM...]         (an appup the project ships)
+%%   otp    new OTPRELEASE
+main([RelName | Rest]) ->
+    Own = own_apps(),
+    out(["erts", "new", erlang:system_info(version)]),
+    out(["otp", "new", erlang:system_info(otp_release)]),
+    lists:foreach(fun({App, SrcDir}) ->
+        Ebin = filename:join(["_build", "default", "lib", App, "ebin"]),
+        AppVsn = app_vsn(filename:join(Ebin, App ++ ".app")),
+        out(["app", "new", App, AppVsn, SrcDir]),
+        modules("new", App, Ebin),
+        shipped_appup(App, filename:join(SrcDir, "ebin"))
+    end, Own),
+    case Rest of
+        [] -> ok;
+        [Prev] -> previous(RelName, Prev, [A || {A, _} <- Own])
+    end;
+main(_) ->
+    io:format(standard_error, "usage: modinfo.escript RELNAME [PREVVSN]~n", []),
+    halt(2).
+
+previous(RelName, Prev, Own) ->
+    Root = filename:join(["_build", "default", "rel", RelName]),
+    RelFile = filename:join([Root, "releases", Prev, RelName ++ ".rel"]),
+    case file:consult(RelFile) of
+        {ok, [{release, _, {erts, Erts}, Apps}]} ->
+            out(["erts", "prev", Erts]),
+            [begin
+                 A = atom_to_list(element(1, T)), V = element(2, T),
+                 out(["app", "prev", A, V, "-"]),
+                 modules("prev", A, filename:join([Root, "lib", A ++ "-" ++ V, "ebin"]))
+             end || T <- Apps, lists:member(atom_to_list(element(1, T)), Own)];
+        Error ->
+            io:format(standard_error, "error: cannot read ~s: ~p~n", [RelFile, Error]),
+            halt(3)
+    end.
+
+own_apps() ->
+    Top = [{app_name(F), "."} || F <- filelib:wildcard("src/*.app.src")],
+    Umbrella = [{app_name(F), filename:dirname(filename:dirname(F))}
+                || F <- filelib:wildcard("apps/*/src/*.app.src")],
+    Top ++ Umbrella.
+
+app_name(AppSrc) -> filename:basename(AppSrc, ".app.src").
+
+app_vsn(AppFile) ->
+    {ok, [{application, _, Props}]} = file:consult(AppFile),
+    proplists:get_value(vsn, Props).
+
+modules(Side, App, Ebin) ->
+    lists:foreach(fun(Beam) ->
+        {ok, {Mod, Md5}} = beam_lib:md5(Beam),
+        {ok, {Mod, [{exports, Exports}, {attributes, Attrs}]}} =
+            beam_lib:chunks(Beam, [exports, attributes]),
+        Behaviours = proplists:get_value(behaviour, Attrs, []) ++
+                     proplists:get_value(behavior, Attrs, []),
+        Flags = [code_change || lists:member({code_change, 3}, Exports)
+                                    orelse lists:member({code_change, 4}, Exports)] ++
+                [supervisor || lists:member(supervisor, Behaviours)],
+        out(["module", Side, App, atom_to_list(Mod), hex(Md5), flags(Flags)])
+    end, lists:sort(filelib:wildcard(filename:join(Ebin, "*.beam")))).
+
+shipped_appup(App, Ebin) ->
+    case file:consult(filename:join(Ebin, App ++ ".appup")) of
+        {ok, [{Vsn, Ups, _Downs}]} ->
+            out(["appup", App, Vsn, string:join([V || {V, _} <- Ups, is_list(V)], ",")]);
+        _ -> ok
+    end.
+
+flags([]) -> "-";
+flags(Fs) -> string:join([atom_to_list(F) || F <- Fs], ",").
+
+hex(Bin) -> lists:flatten([io_lib:format("~2.16.0b", [B]) || <<B>> <= Bin]).
+
+out(Fields) -> io:format("~s~n", [string:join(Fields, "\t")]).

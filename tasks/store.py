@@ -1,0 +1,115 @@
+"""The package store: a prefect-aws S3Bucket block (bucket, folder, credentials).
+
+Each task makes one S3 call and retries it, since the network can flake.
+Conditional writes (If-None-Match) make a version immutable even when two
+releases race; a retried write whose first attempt landed is recognised by
+the checksum stored in the object's metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect_aws import S3Bucket
+
+from hotdeploy import layout
+
+S3_RETRIES = dict(retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NO_CACHE)
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class VersionExists(StoreError):
+    pass
+
+
+def _client(store: S3Bucket):
+    return store.credentials.get_s3_client()
+
+
+def _key(store: S3Bucket, key: str) -> str:
+    folder = (store.bucket_folder or "").strip("/")
+    return f"{folder}/{key}" if folder else key
+
+
+def _missing(e: ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@task(**S3_RETRIES)
+def list_versions(store: S3Bucket, app: str) -> list[str]:
+    """Every published version of APP, oldest first."""
+    client, keys = _client(store), []
+    paginator = client.get_paginator("list_objects_v2")
+    prefix = _key(store, f"{app}/")
+    for page in paginator.paginate(Bucket=store.bucket_name, Prefix=prefix):
+        keys += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
+    return layout.versions_in(keys)
+
+
+@task(**S3_RETRIES)
+def read_text(store: S3Bucket, key: str) -> str | None:
+    """An object's text, or None when it does not exist."""
+    try:
+        obj = _client(store).get_object(Bucket=store.bucket_name, Key=_key(store, key))
+    except ClientError as e:
+        if _missing(e):
+            return None
+        raise
+    return obj["Body"].read().decode()
+
+
+@task(**S3_RETRIES)
+def download(store: S3Bucket, key: str, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _client(store).download_file(store.bucket_name, _key(store, key), str(dest))
+    except ClientError as e:
+        if _missing(e):
+            raise StoreError(f"s3://{store.bucket_name}/{_key(store, key)} does not exist") from None
+        raise
+    return dest
+
+
+@task(**S3_RETRIES)
+def put_new(store: S3Bucket, key: str, body: bytes | Path, content_type: str = "application/octet-stream") -> str:
+    """Create KEY; never overwrite it. Returns the sha256 of what is stored."""
+    data = body.read_bytes() if isinstance(body, Path) else body
+    digest = hashlib.sha256(data).hexdigest()
+    client, full = _client(store), _key(store, key)
+    try:
+        client.put_object(Bucket=store.bucket_name, Key=full, Body=data, IfNoneMatch="*",
+                          ContentType=content_type, Metadata={"sha256": digest})
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+            raise
+        stored = client.head_object(Bucket=store.bucket_name, Key=full).get("Metadata", {}).get("sha256")
+        if stored != digest:
+            raise VersionExists(
+                f"s3://{store.bucket_name}/{full} already exists with other content; published "
+                "objects are never overwritten: release a new version instead"
+            ) from None
+        # Same bytes: an earlier attempt of this very write landed.
+    get_run_logger().info("stored s3://%s/%s (%d bytes)", store.bucket_name, full, len(data))
+    return digest
+
+
+@task(**S3_RETRIES)
+def put_pointer(store: S3Bucket, app: str, vsn: str) -> None:
+    """Move APP's VERSION pointer to VSN (the only object ever rewritten)."""
+    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.pointer_key(app)),
+                              Body=vsn.encode(), ContentType="text/plain")
+    get_run_logger().info("VERSION of %s now names %s", app, vsn)

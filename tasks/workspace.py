@@ -1,0 +1,130 @@
+"""The local build workspace: a scratch copy of the app's source where the
+builder container works, so the user's tree is never written to."""
+from __future__ import annotations
+
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from hotdeploy import layout
+from hotdeploy.appup import AppupPlan
+from hotdeploy.artifact import ArtifactError, ReleaseFacts, check_release
+
+from .store import sha256_file
+
+
+class AppConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AppSource:
+    path: Path
+    release: str       # relx release name, also the store's folder for it
+    dockerfile: Path
+
+
+def describe_app(app_dir: str | Path, dockerfile: str | None = None) -> AppSource:
+    """Check APP_DIR is an OTP project with a relx release; name that release."""
+    path = Path(app_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise AppConfigError(f"app directory {path} does not exist")
+    config = path / "rebar.config"
+    if not config.is_file():
+        raise AppConfigError(f"{path} has no rebar.config: hotdeploy builds rebar3 (relx) releases")
+    names = re.findall(r"\{\s*release\s*,\s*\{\s*'?([a-z][A-Za-z0-9_]*)'?\s*,", config.read_text())
+    if not names:
+        raise AppConfigError(
+            f"{config} has no relx release ({{relx, [{{release, {{Name, Vsn}}, Apps}}, ...]}}): "
+            "nothing to build a hot-upgradable release from")
+    if len(set(names)) > 1:
+        raise AppConfigError(f"{config} defines releases {sorted(set(names))}; hotdeploy ships one per app")
+    docker = Path(dockerfile) if dockerfile else path / "Dockerfile"
+    if not docker.is_file():
+        raise AppConfigError(f"no builder Dockerfile at {docker}")
+    return AppSource(path, layout.check_app_name(names[0]), docker)
+
+
+@task(cache_policy=NO_CACHE)
+def prepare_workspace(app: AppSource) -> Path:
+    workspace = Path(tempfile.mkdtemp(prefix=f"hotdeploy-{app.release}-"))
+    shutil.copytree(app.path, workspace, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("_build", ".git", "*.beam"))
+    return workspace
+
+
+@task(cache_policy=NO_CACHE)
+def restore_previous(tarball: Path, expected_sha256: str, workspace: Path, release: str, previous: str) -> Path:
+    """Check the previous release's tarball and unpack it where rebar3 relup
+    looks for it (_build/default/rel/<release>/)."""
+    actual = sha256_file(tarball)
+    if actual != expected_sha256:
+        raise ArtifactError(
+            f"previous release {previous} in the store is corrupt: its tarball has sha256 {actual}, "
+            f"its checksum file says {expected_sha256}. Nothing was built; re-publish a good "
+            f"{previous} under a new version or repair the object from a backup")
+    target = workspace / "_build" / "default" / "rel" / release
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(tarball) as tar:
+            # The "tar" filter refuses absolute paths and links out of TARGET.
+            if hasattr(tarfile, "tar_filter"):
+                tar.extractall(target, filter="tar")
+            else:  # Python without PEP 706 (early Debian 12 builds)
+                tar.extractall(target)
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ArtifactError(f"previous release {previous} in the store cannot be unpacked: {e}") from None
+    if not (target / "releases" / previous / f"{release}.rel").is_file():
+        raise ArtifactError(f"previous tarball does not hold releases/{previous}/{release}.rel")
+    get_run_logger().info("previous release %s restored into %s", previous, target)
+    return target
+
+
+@task(cache_policy=NO_CACHE)
+def write_appups(workspace: Path, plan: AppupPlan, src_dirs: dict[str, str]) -> list[str]:
+    """Put each generated appup in the app's ebin/, which rebar3 copies into
+    the release (rebar3 3.19 cannot render .appup.src)."""
+    log, written = get_run_logger(), []
+    for appup in plan.appups:
+        ebin = workspace / src_dirs.get(appup.app, ".") / "ebin"
+        ebin.mkdir(parents=True, exist_ok=True)
+        (ebin / f"{appup.app}.appup").write_text(appup.render())
+        log.info("appup for %s %s -> %s:\n%s", appup.app, appup.up_from, appup.vsn, appup.render())
+        written.append(appup.app)
+    for app in plan.shipped:
+        log.info("appup for %s: the project's own is kept", app)
+    return written
+
+
+@task(cache_policy=NO_CACHE)
+def verify_artifact(tarball: Path, release: str, version: str, previous: str | None,
+                    previous_erts: str | None) -> tuple[ReleaseFacts, str]:
+    """The tarball is VERSION, its relup goes up from and down to PREVIOUS on
+    the same ERTS. Returns the facts and the tarball's sha256."""
+    try:
+        with tarfile.open(tarball) as tar:
+            def text(name: str) -> str | None:
+                try:
+                    member = tar.extractfile(name)
+                except KeyError:
+                    return None
+                return member.read().decode() if member else None
+            rel_text = text(f"releases/{version}/{release}.rel")
+            relup_text = text(f"releases/{version}/relup")
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ArtifactError(f"{tarball} is not a readable tarball: {e}") from None
+    if rel_text is None:
+        raise ArtifactError(f"{tarball.name} has no releases/{version}/{release}.rel")
+    facts = check_release(release, version, rel_text, relup_text, previous, previous_erts)
+    return facts, sha256_file(tarball)
+
+
+@task(cache_policy=NO_CACHE)
+def remove_workspace(workspace: Path) -> None:
+    shutil.rmtree(workspace, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""Session services for the tests, all real: one Prefect server (sqlite), the
+local Docker engine (started if none answers) with the offline base image,
+and moto's server as S3 on 127.0.0.1.
+
+Prefect reads its settings when first imported, so the server's address is
+put in the environment in pytest_configure, before any test module imports
+prefect; the server itself is waited for only by tests that use it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_server: subprocess.Popen | None = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pytest_configure(config):
+    global _server
+    home = Path(tempfile.mkdtemp(prefix="hotdeploy-prefect-"))
+    port = _free_port()
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
+    os.environ.update(env)
+    if os.environ.get("HOTDEPLOY_UNIT_ONLY"):
+        return
+    log = open(home / "server.log", "w")
+    _server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
+
+
+def pytest_unconfigure(config):
+    if _server is not None:
+        _server.terminate()
+        try:
+            _server.wait(20)
+        except subprocess.TimeoutExpired:
+            _server.kill()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> str:
+    url = os.environ["PREFECT_API_URL"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if _server is not None and _server.poll() is not None:
+            pytest.fail(f"prefect server exited with {_server.returncode}; see {os.environ['PREFECT_HOME']}/server.log")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return url
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail("prefect server did not answer within 120 s")
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """dockerd running and the offline base image present (built once, cached)."""
+    for script in ("ensure-dockerd.sh", "base-image.sh"):
+        subprocess.run(["bash", str(ROOT / "scripts" / script)], check=True)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> str:
+    from moto.server import ThreadedMotoServer
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def example_version(tmp_path):
+    """Write the example app as of a version (v1, v2, v3, broken-tests) and return its dir."""
+    def make(version: str) -> Path:
+        dest = tmp_path / f"example-{version}"
+        subprocess.run([str(ROOT / "examples" / "checkout-version"), version, str(dest)], check=True)
+        return dest
+    return make

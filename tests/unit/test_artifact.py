@@ -1,0 +1,52 @@
+import pytest
+
+from hotdeploy import layout
+from hotdeploy.artifact import ArtifactError, check_release
+from hotdeploy.erlterm import Atom, consult
+
+REL = '{release,{"shop","1.1.0"},{erts,"13.1.5"},[{kernel,"8.5.3"},{shop,"1.1.0"}]}.'
+RELUP = '''{"1.1.0",
+ [{"1.0.0",[],[{load_object_code,{shop,"1.1.0",[shop_web]}},point_of_no_return,
+               {load,{shop_web,soft_purge,soft_purge}}]}],
+ [{"1.0.0",[],[{load_object_code,{shop,"1.0.0",[shop_web]}},point_of_no_return,
+               {load,{shop_web,soft_purge,soft_purge}}]}]}.'''
+
+
+def test_consult_reads_atoms_strings_tuples_lists_binaries():
+    [t] = consult("%% c\n{a, 'Quoted atom', \"s\\n\", [1, -2, 3.5], <<\"bin\">>, 16#ff}.")
+    assert t == ("a", "Quoted atom", "s\n", [1, -2, 3.5], b"bin", 255)
+    assert isinstance(t[0], Atom) and not isinstance(t[2], Atom)
+
+
+def test_good_release_passes():
+    facts = check_release("shop", "1.1.0", REL, RELUP, "1.0.0", "13.1.5")
+    assert facts.up_from == ["1.0.0"] and facts.down_to == ["1.0.0"]
+    assert facts.up_instructions[0] == '{load_object_code,{shop,"1.1.0",[shop_web]}}'
+
+
+def test_first_release_needs_no_relup():
+    assert check_release("shop", "1.1.0", REL, None, None, None).up_from == []
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(version="1.2.0"), "holds release 1.1.0, expected 1.2.0"),
+    (dict(previous="0.9.0"), r"expected exactly 0.9.0"),
+    (dict(relup=None), "has no releases/1.1.0/relup"),
+    (dict(previous_erts="14.0"), "ERTS 13.1.5 differs from 14.0"),
+    (dict(relup="{broken"), "is not a relup"),
+])
+def test_mismatches_are_named(kwargs, match):
+    args = dict(version="1.1.0", relup=RELUP, previous="1.0.0", previous_erts="13.1.5") | kwargs
+    with pytest.raises(ArtifactError, match=match):
+        check_release("shop", args["version"], REL, args["relup"], args["previous"], args["previous_erts"])
+
+
+def test_store_layout():
+    keys = ["shop/1.0.0.tar.gz", "shop/1.0.0.tar.gz.sha256", "shop/1.10.0.tar.gz", "shop/1.9.0.tar.gz",
+            "shop/VERSION", "shop/junk.tar.gz", "shop/1.0.0.manifest.json"]
+    assert layout.versions_in(keys) == ["1.0.0", "1.9.0", "1.10.0"]
+    assert layout.parse_checksum(layout.checksum_line("a" * 64, "shop", "1.0.0")) == "a" * 64
+    with pytest.raises(ValueError):
+        layout.parse_checksum("")
+    with pytest.raises(ValueError, match="invalid application name"):
+        layout.check_app_name("shop; rm -rf /")
