@@ -51,12 +51,18 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    if "prefect" in sys.modules:
+        # Send the last logs and events while the server still answers;
+        # otherwise the exit hooks retry against a dead server for a minute.
+        from prefect._internal.concurrency.services import QueueService
+        QueueService.drain_all(timeout=20)
     if _server is not None:
         _server.terminate()
         try:
             _server.wait(20)
         except subprocess.TimeoutExpired:
             _server.kill()
+    shutil.rmtree(os.environ["PREFECT_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
