@@ -113,3 +113,44 @@ def put_pointer(store: S3Bucket, app: str, vsn: str) -> None:
     _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.pointer_key(app)),
                               Body=vsn.encode(), ContentType="text/plain")
     get_run_logger().info("VERSION of %s now names %s", app, vsn)
+
+
+class UnknownVersion(StoreError):
+    pass
+
+
+@task(**S3_RETRIES)
+def resolve_version(store: S3Bucket, app: str, version: str) -> str:
+    """`latest` (the VERSION pointer) or an explicit, valid, published version."""
+    from hotdeploy.versions import Version
+    layout.check_app_name(app)
+    if version == "latest":
+        pointer = read_text.fn(store, layout.pointer_key(app))
+        if not pointer:
+            raise UnknownVersion(f"no release of {app} in s3://{store.bucket_name}: run the release flow first")
+        return str(Version.parse(pointer.strip()))
+    vsn = str(Version.parse(version))
+    if read_text.fn(store, layout.checksum_key(app, vsn)) is None:
+        known = list_versions.fn(store, app)
+        raise UnknownVersion(f"{app} {vsn} is not in the store (published: {', '.join(known[-5:]) or 'none'})")
+    return vsn
+
+
+@task(**S3_RETRIES)
+def read_manifest(store: S3Bucket, app: str, vsn: str) -> dict:
+    import json
+    text = read_text.fn(store, layout.manifest_key(app, vsn))
+    if text is None:
+        raise UnknownVersion(f"{app} {vsn} has no manifest in the store")
+    return json.loads(text)
+
+
+@task(**S3_RETRIES)
+def fetch_release(store: S3Bucket, app: str, vsn: str, expected_sha256: str, dest_dir: Path) -> Path:
+    """Download a release tarball and check it against its published sha256."""
+    dest = download.fn(store, layout.tarball_key(app, vsn), dest_dir / f"{app}-{vsn}.tar.gz")
+    actual = sha256_file(dest)
+    if actual != expected_sha256:
+        raise StoreError(f"{app} {vsn} in the store is corrupt: sha256 {actual}, manifest says "
+                         f"{expected_sha256}. Nothing was deployed")
+    return dest

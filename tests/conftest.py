@@ -98,6 +98,18 @@ def moto_url() -> str:
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_hosts():
+    """Leak check: every namespace host and the test bridge are gone at the end."""
+    yield
+    if os.geteuid() != 0 or os.environ.get("HOTDEPLOY_UNIT_ONLY"):
+        return
+    from localfleet.fleet import leftovers, remove_bridge
+    remaining = [n for n in leftovers() if n != "hdbr0"]
+    remove_bridge()
+    assert remaining == [], f"test hosts left behind: {remaining}"
+
+
 @pytest.fixture
 def example_version(tmp_path):
     """Write the example app as of a version (v1, v2, v3, broken-tests) and return its dir."""

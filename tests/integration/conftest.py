@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import itertools
+import subprocess
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import pytest
+
+from tests.conftest import ROOT
 
 
 def new_store(moto_url: str):
@@ -35,3 +41,106 @@ def snapshot(client, bucket) -> dict[str, str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         out.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
     return out
+
+
+def checkout(tmp_path_factory, version: str) -> Path:
+    dest = tmp_path_factory.mktemp(f"example-{version}")
+    subprocess.run([str(ROOT / "examples" / "checkout-version"), version, str(dest)], check=True)
+    return dest
+
+
+@dataclass
+class Released:
+    block: str
+    client: object
+    bucket: str
+    versions: dict          # example version name (v1, v2, ...) -> release version
+    summaries: list
+
+
+@pytest.fixture(scope="session")
+def releases(docker_engine, prefect_server, moto_url, tmp_path_factory) -> Released:
+    """One store with v1 (no relup) -> v2 -> v3 released by the release flow,
+    as CI would on three pushes. Shared: release tests read it, deploy tests
+    ship from it."""
+    from flows.release import release
+    block, client, bucket = new_store(moto_url)
+    summaries = [release(app_dir=str(checkout(tmp_path_factory, v)), store_block=block,
+                         git_commit=f"commit-{v}") for v in ("v1", "v2", "v3")]
+    return Released(block, client, bucket, {v: s["version"] for v, s in zip(("v1", "v2", "v3"), summaries)},
+                    summaries)
+
+
+def copy_store(src: Released, moto_url: str, versions: list[str]) -> tuple[str, object, str]:
+    """A new store holding copies of SRC's objects for VERSIONS (names), its
+    pointer on the last: lets a test add or break releases without touching SRC."""
+    block, client, bucket = new_store(moto_url)
+    for name in versions:
+        vsn = src.versions[name]
+        for suffix in (".tar.gz", ".tar.gz.sha256", ".manifest.json"):
+            client.copy_object(Bucket=bucket, Key=f"example_app/{vsn}{suffix}",
+                               CopySource={"Bucket": src.bucket, "Key": f"example_app/{vsn}{suffix}"})
+    client.put_object(Bucket=bucket, Key="example_app/VERSION", Body=src.versions[versions[-1]].encode())
+    return block, client, bucket
+
+
+_host_numbers = itertools.count(10)
+RUNTIME_SECRET = f"s3cr3t-{uuid.uuid4().hex}"
+
+
+@dataclass
+class LocalEnv:
+    name: str              # DeployEnvironment block name (= Environment tag)
+    fleet: object          # localfleet.fleet.Fleet
+    ec2: object
+    group_id: str
+    enforcer: object
+
+    def ssh_rules(self) -> list:
+        from hotdeploy.ingress import rules_on_port
+        [g] = self.ec2.describe_security_groups(GroupIds=[self.group_id])["SecurityGroups"]
+        return rules_on_port(g.get("IpPermissions", []), 22)
+
+
+@pytest.fixture
+def make_env(prefect_server, moto_url):
+    """A fleet of namespace hosts registered in moto's EC2, its security group
+    enforced by nftables, and a DeployEnvironment block for it."""
+    from blocks.environment import DeployEnvironment
+    from localfleet.ec2 import register
+    from localfleet.fleet import Fleet, GroupEnforcer
+    from prefect_aws import AwsCredentials
+    from prefect_aws.client_parameters import AwsClientParameters
+
+    made = []
+
+    def make(size: int = 3, **overrides) -> LocalEnv:
+        name = f"t{uuid.uuid4().hex[:6]}"
+        first = next(_host_numbers)
+        for _ in range(size - 1):
+            next(_host_numbers)
+        fleet = Fleet(name, size, first=first)
+        made.append(fleet)
+        fleet.start()
+        ec2 = boto3.client("ec2", endpoint_url=moto_url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing-secret")
+        ec2_fleet = register(ec2, fleet.hosts, environment=name)
+        enforcer = GroupEnforcer(ec2, ec2_fleet.group_id, fleet.hosts)
+        enforcer.start()
+        made.append(enforcer)
+        creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing-secret",
+                               region_name="us-east-1",
+                               aws_client_parameters=AwsClientParameters(endpoint_url=moto_url))
+        fields = dict(environment_tag=name, role_tag="web", aws_credentials=creds,
+                      security_group_id=ec2_fleet.group_id, ssh_user="root",
+                      ssh_private_key=fleet.deployer_key.read_text(), known_hosts=fleet.known_hosts(),
+                      release_root="/srv/example_app", app_port=8080, health_timeout_seconds=15,
+                      runtime_config=f'[{{example_app, [{{greeting, "Hello"}}, {{api_token, "{RUNTIME_SECRET}"}}]}}].\n',
+                      max_parallel=4, connect_timeout_seconds=3, command_timeout_seconds=20)
+        fields.update(overrides)
+        DeployEnvironment(**fields).save(name, overwrite=True)
+        return LocalEnv(name, fleet, ec2, ec2_fleet.group_id, enforcer)
+
+    yield make
+    for thing in reversed(made):
+        thing.stop()

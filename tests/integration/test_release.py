@@ -9,11 +9,9 @@ import tarfile
 import pytest
 
 from hotdeploy.erlterm import consult
-import subprocess
-
 from hotdeploy.versions import Version
 from tests.conftest import ROOT
-from tests.integration.conftest import new_store, snapshot
+from tests.integration.conftest import snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("docker_engine", "prefect_server")]
 
@@ -22,21 +20,9 @@ def _get(client, bucket, key) -> bytes:
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def _checkout(tmp_path_factory, version):
-    dest = tmp_path_factory.mktemp(f"example-{version}")
-    subprocess.run([str(ROOT / "examples" / "checkout-version"), version, str(dest)], check=True)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def chain(docker_engine, prefect_server, moto_url, tmp_path_factory):
-    """v1 (no relup) -> v2 -> v3 released into one store, as CI would on three pushes."""
-    from flows.release import release
-    block, client, bucket = new_store(moto_url)
-    summaries = [release(app_dir=str(_checkout(tmp_path_factory, v)), store_block=block,
-                         git_commit=f"commit-{v}")
-                 for v in ("v1", "v2", "v3")]
-    return block, client, bucket, summaries
+def chain(releases):
+    return releases.block, releases.client, releases.bucket, releases.summaries
 
 
 def test_three_releases_are_immutable_versions_with_checksums_and_manifests(chain):

@@ -1,0 +1,41 @@
+"""A deploy environment (staging, production, rehearsal) as one typed block."""
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.blocks.core import Block
+from prefect_aws import AwsCredentials
+from pydantic import Field, SecretStr
+
+
+class DeployEnvironment(Block):
+    """Where and how to hot-upgrade one environment's hosts.
+
+    Hosts are the EC2 instances tagged `Environment`/`Role` with these values
+    and in state running; SSH reaches them on the `address` kind.
+    """
+
+    _block_type_name = "hotdeploy Environment"
+    _block_type_slug = "hotdeploy-environment"
+    _description = "Hosts (by EC2 tags), SSH access, security group and runtime config of one environment."
+
+    environment_tag: str = Field(description="value of the instances' Environment tag, e.g. staging")
+    role_tag: str = Field(default="web", description="value of the instances' Role tag")
+    aws_credentials: AwsCredentials = Field(description="EC2 access: describe instances, authorize/revoke on the group")
+    security_group_id: str = Field(description="group whose tcp/22 ingress is opened for the deployer")
+    address: Literal["private", "public"] = Field(default="private", description="which instance address to SSH to")
+    deployer_cidr: str | None = Field(default=None, description="source of the SSH rule; None: the local address towards the first host")
+    ssh_user: str = "deploy"
+    ssh_port: int = 22
+    ssh_private_key: SecretStr = Field(description="the deployer's private key (OpenSSH/PEM)")
+    known_hosts: str = Field(description="known_hosts lines for every host; unknown keys are refused")
+    release_root: str = Field(default="/srv/app", description="where the release lives on each host")
+    app_port: int = 8080
+    health_path: str = "/api/public/version"
+    health_timeout_seconds: float = 30.0
+    runtime_config: SecretStr = Field(default=SecretStr("[]."), description="runtime.config written beside the release (Erlang terms)")
+    max_parallel: int = Field(default=8, ge=1, le=256)
+    connect_timeout_seconds: float = 10.0
+    command_timeout_seconds: float = 120.0
+    ingress_ttl_minutes: int = Field(default=30, ge=1, description="expiry written on our SSH rule")
+    requires_rehearsal: bool = Field(default=False, description="refuse versions that did not pass rehearsal")

@@ -1,0 +1,33 @@
+"""hot_deploy: upgrade every host of an environment in place to a release
+(the seed's steps 7-8: temporary ingress, hosts by EC2 tags, upgrade.sh)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from prefect import flow
+
+from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
+from tasks.hosts import ReleaseToShip, upgrade_host
+from tasks.network import discover_hosts, sweep_expired_ingress
+from tasks.store import fetch_release, read_manifest, resolve_version
+
+from .fleet import run_on_fleet
+
+
+@flow(name="hot-deploy")
+def hot_deploy(app: str, environment: str, version: str = "latest",
+               store_block: str = DEFAULT_STORE_BLOCK) -> list[dict]:
+    """Hot-upgrade APP on ENVIRONMENT's hosts to VERSION (`latest` = the
+    store's VERSION pointer). Fails if any host did not end on VERSION."""
+    env = load_environment(environment)
+    store = load_package_store(store_block)
+    vsn = resolve_version(store, app, version)
+    manifest = read_manifest(store, app, vsn)
+    with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:
+        tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
+        sweep_expired_ingress(env)
+        hosts = discover_hosts(env)
+        release = ReleaseToShip(app, vsn, manifest["sha256"], manifest.get("up_from", []), tarball)
+        outcomes = run_on_fleet(env, hosts, upgrade_host, "hot-deploy", release=release)
+    return [o.as_row() for o in outcomes]

@@ -1,0 +1,69 @@
+"""The part every fleet flow shares: open SSH ingress for the deployer, run a
+per-host task on all hosts in parallel (bounded), always revoke, summarize."""
+from __future__ import annotations
+
+from prefect import get_run_logger, unmapped
+from prefect.artifacts import create_table_artifact
+from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from blocks.environment import DeployEnvironment
+from tasks.hosts import HostFailed, HostOutcome
+from tasks.network import authorize_ingress, deployer_cidr, revoke_ingress
+from tasks.remote import Host
+
+
+class FleetFailed(RuntimeError):
+    def __init__(self, outcomes: list[HostOutcome]):
+        bad = [o for o in outcomes if not o.ok]
+        super().__init__(f"{len(bad)} of {len(outcomes)} host(s) did not finish: " +
+                         "; ".join(f"{o.host}: {o.result}: {o.detail}" for o in bad))
+        self.outcomes = outcomes
+
+
+def current_run_id() -> str:
+    ctx = get_run_context()
+    return str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else "local"
+
+
+def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict, run_id: str) -> list[HostOutcome]:
+    """Map PER_HOST over HOSTS with at most env.max_parallel at once (a pool
+    of our own: the flow's runner is fixed when the flow is defined)."""
+    params = {"env": unmapped(env), "host": hosts, "run_id": unmapped(run_id),
+              **{k: unmapped(v) for k, v in args.items()}}
+    outcomes = []
+    with ThreadPoolTaskRunner(max_workers=min(env.max_parallel, len(hosts))) as runner:
+        futures = runner.map(per_host, params)
+        for host, future in zip(hosts, futures):
+            try:  # resolve every future: a failed host must fail the flow
+                outcomes.append(future.result())
+            except HostFailed as e:
+                outcomes.append(e.outcome)
+            except Exception as e:  # a crash in our own code still names the host
+                outcomes.append(HostOutcome(host.name, host.address, result="failed", detail=str(e)))
+    return outcomes
+
+
+def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, **args) -> list[HostOutcome]:
+    """PER_HOST(env=, host=, run_id=, **args) on every host, within a temporary
+    tcp/22 rule that is revoked whatever happens. Raises FleetFailed after all
+    hosts finished if any did not end where it should."""
+    log = get_run_logger()
+    run_id = current_run_id()
+    rule = None
+    try:
+        rule = authorize_ingress(env, deployer_cidr(env, hosts[0]), run_id)
+        outcomes = _map_bounded(env, hosts, per_host, args, run_id)
+    finally:
+        revoke_ingress(env, rule)
+    create_table_artifact(
+        [{"host": o.host, "address": o.address, "from": o.from_version, "to": o.to_version,
+          "result": o.result, "detail": o.detail, "pid before": o.pid_before, "pid after": o.pid_after,
+          "seconds": round(sum(o.seconds.values()), 2)} for o in outcomes],
+        key=f"{title}-{env.environment_tag}".lower().replace("_", "-").replace(" ", "-"),
+        description=f"{title}: one row per host")
+    for o in outcomes:
+        log.info("%s: %s -> %s: %s %s", o.host, o.from_version, o.to_version, o.result, o.detail)
+    if any(not o.ok for o in outcomes):
+        raise FleetFailed(outcomes)
+    return outcomes

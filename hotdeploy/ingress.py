@@ -1,0 +1,69 @@
+"""Temporary SSH ingress rules, recognisable and expiring (pure).
+
+The seed's `trap` revoked the rule unless the CI box was killed. Here each
+rule carries its flow run and expiry in its description, so a later deploy
+(or the sweep-ingress flow) can revoke what a killed deployer left open.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+PREFIX = "hotdeploy"
+_DESC = re.compile(rf"{PREFIX} run=(?P<run>[0-9A-Za-z-]+) expires=(?P<exp>\d{{8}}T\d{{6}}Z)")
+
+
+def description(run_id: str, expires_at: datetime) -> str:
+    return f"{PREFIX} run={run_id} expires={expires_at.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}"
+
+
+def parse_description(text: str | None) -> tuple[str, datetime] | None:
+    m = _DESC.fullmatch(text or "")
+    if not m:
+        return None
+    exp = datetime.strptime(m.group("exp"), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return m.group("run"), exp
+
+
+@dataclass(frozen=True)
+class Rule:
+    cidr: str
+    port: int
+    description: str | None = None
+
+
+def rules_on_port(permissions: list[dict], port: int) -> list[Rule]:
+    """The IPv4 ranges allowed to PORT by a security group's IpPermissions."""
+    out = []
+    for p in permissions:
+        if p.get("IpProtocol") not in ("tcp", "-1"):
+            continue
+        if p.get("IpProtocol") == "tcp" and not (p.get("FromPort", 0) <= port <= p.get("ToPort", 65535)):
+            continue
+        out += [Rule(r["CidrIp"], port, r.get("Description")) for r in p.get("IpRanges", [])]
+    return out
+
+
+def expired(permissions: list[dict], port: int, now: datetime) -> list[Rule]:
+    """Our rules on PORT whose expiry has passed; rules of others are never touched."""
+    return [r for r in rules_on_port(permissions, port)
+            if (parsed := parse_description(r.description)) and parsed[1] <= now]
+
+
+def covered(permissions: list[dict], port: int, cidr: str) -> bool:
+    """Whether an existing rule already lets CIDR reach PORT (then we add none)."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    return any(net.subnet_of(ipaddress.ip_network(r.cidr, strict=False))
+               for r in rules_on_port(permissions, port))
+
+
+def check_cidr(cidr: str) -> str:
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise ValueError(f"invalid deployer CIDR {cidr!r}: expected e.g. 203.0.113.7/32") from None
+    if net.version != 4:
+        raise ValueError(f"deployer CIDR {cidr} is not IPv4")
+    return str(net)
