@@ -89,6 +89,7 @@ class Fleet:
         name = f"{PREFIX}{self.name}-{index}"
         host = FleetHost(name, index, self.dir / name)
         _remove_netns(name)
+        sh("ip", "link", "del", host.veth, check=False)  # left by a killed run
         shutil.rmtree(host.dir, ignore_errors=True)
         for d in ("root", "srv", "tmp", "etc", "run-systemd", "etc-systemd"):
             (host.dir / d).mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,10 @@ class Connection:
                                timeout=env.connect_timeout_seconds, banner_timeout=env.connect_timeout_seconds,
                                auth_timeout=env.connect_timeout_seconds, look_for_keys=False,
                                allow_agent=False)
+                transport = client.get_transport()
+                # Opening a channel (exec, SFTP) on a cut link waits an hour by default.
+                transport.channel_timeout = env.command_timeout_seconds
+                transport.set_keepalive(5)
                 return client
             except paramiko.BadHostKeyException:
                 client.close()
@@ -144,10 +148,18 @@ class Connection:
                               f"{result.output[-800:]}")
         return result
 
+    def _sftp(self) -> paramiko.SFTPClient:
+        """An SFTP session whose every read times out (paramiko's open_sftp
+        waits forever for the server's version on a cut link)."""
+        timeout = self.env.command_timeout_seconds
+        channel = self.client.get_transport().open_session(timeout=timeout)
+        channel.settimeout(timeout)
+        channel.invoke_subsystem("sftp")
+        return paramiko.SFTPClient(channel)
+
     def put_file(self, local_path: str, remote_path: str) -> None:
         try:
-            with self.client.open_sftp() as sftp:
-                sftp.get_channel().settimeout(self.env.command_timeout_seconds)
+            with self._sftp() as sftp:
                 sftp.put(local_path, remote_path)
         except (socket.timeout, paramiko.SSHException, OSError) as e:
             raise RemoteError(f"{self.host}: upload to {remote_path} failed: {e or type(e).__name__}") from None
@@ -155,8 +167,7 @@ class Connection:
     def put_text(self, text: str, remote_path: str, mode: int = 0o600) -> None:
         """Write TEXT (it may be secret: it never appears in a command line or error)."""
         try:
-            with self.client.open_sftp() as sftp:
-                sftp.get_channel().settimeout(self.env.command_timeout_seconds)
+            with self._sftp() as sftp:
                 with sftp.open(remote_path, "w") as f:
                     f.chmod(mode)
                     f.write(text)
