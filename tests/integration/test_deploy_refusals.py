@@ -65,14 +65,14 @@ def test_bad_input_is_refused_with_a_clear_error_and_changes_nothing(fleet_on_v1
     real = load_environment(env.name)
     wrong = "".join(f"{h.address} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
                     for h in env.fleet.hosts)
-    real.copy(update={"known_hosts": wrong}).save(env.name + "-wrongkey", overwrite=True)
+    real.model_copy(update={"known_hosts": wrong}).save(env.name + "-wrongkey", overwrite=True)
     with pytest.raises(FleetFailed, match="does not match known_hosts"):
         hot_deploy(app=APP, environment=env.name + "-wrongkey", version=releases.versions["v2"],
                    store_block=releases.block)
     unchanged(env, releases, pids)
 
     # an environment whose tags match no instance
-    real.copy(update={"environment_tag": "nowhere"}).save(env.name + "-empty", overwrite=True)
+    real.model_copy(update={"environment_tag": "nowhere"}).save(env.name + "-empty", overwrite=True)
     with pytest.raises(NoHosts, match="no running instance is tagged Environment=nowhere"):
         hot_deploy(app=APP, environment=env.name + "-empty", version=releases.versions["v2"],
                    store_block=releases.block)

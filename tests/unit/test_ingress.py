@@ -1,0 +1,59 @@
+"""Temporary ingress rules, host discovery and the test fleet's firewall (pure)."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hotdeploy import ingress
+from localfleet.firewall import ruleset
+from tasks.network import hosts_from_reservations
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+
+
+def perms(*ranges, port=22):
+    return [{"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+             "IpRanges": [{"CidrIp": c, "Description": d} for c, d in ranges]}]
+
+
+def test_description_round_trip():
+    text = ingress.description("0b7e-42", NOW)
+    assert text == "hotdeploy run=0b7e-42 expires=20261126T120000Z"
+    assert ingress.parse_description(text) == ("0b7e-42", NOW)
+    assert ingress.parse_description("office") is None
+
+
+def test_only_our_expired_rules_are_swept():
+    p = perms(("1.2.3.4/32", ingress.description("old", NOW - timedelta(minutes=1))),
+              ("5.6.7.8/32", ingress.description("live", NOW + timedelta(minutes=10))),
+              ("9.9.9.0/24", "office"))
+    assert [r.cidr for r in ingress.expired(p, 22, NOW)] == ["1.2.3.4/32"]
+
+
+def test_existing_rule_covers_the_deployer():
+    assert ingress.covered(perms(("10.0.0.0/8", "vpn")), 22, "10.1.2.3/32")
+    assert not ingress.covered(perms(("10.0.0.0/8", "vpn"), port=80), 22, "10.1.2.3/32")
+    assert ingress.covered([{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}], 22, "1.2.3.4/32")
+
+
+def test_cidr_validation():
+    assert ingress.check_cidr("203.0.113.7") == "203.0.113.7/32"
+    with pytest.raises(ValueError, match="invalid deployer CIDR"):
+        ingress.check_cidr("203.0.113.7; true")
+
+
+def test_hosts_by_address_kind_sorted_by_name():
+    reservations = [{"Instances": [
+        {"InstanceId": "i-2", "PrivateIpAddress": "10.0.0.2", "PublicIpAddress": "3.3.3.3",
+         "Tags": [{"Key": "Name", "Value": "web-2"}]},
+        {"InstanceId": "i-1", "PrivateIpAddress": "10.0.0.1", "Tags": [{"Key": "Name", "Value": "web-1"}]}]}]
+    assert [(h.name, h.address) for h in hosts_from_reservations(reservations, "private")] == \
+        [("web-1", "10.0.0.1"), ("web-2", "10.0.0.2")]
+    assert [h.address for h in hosts_from_reservations(reservations, "public")] == ["3.3.3.3"]
+
+
+def test_firewall_accepts_group_ranges_then_drops_ssh():
+    script = ruleset(perms(("198.18.0.1/32", None)) + perms(("0.0.0.0/0", "app"), port=8080))
+    body = script.splitlines()
+    assert body.index("    ip saddr 198.18.0.1/32 tcp dport 22 accept") < body.index("    tcp dport 22 drop")
+    assert "8080" not in script  # only ssh is guarded; the app port stays open
+    assert "ip saddr" not in ruleset([])
