@@ -33,6 +33,7 @@ class DeployEnvironment(Block):
     app_port: int = 8080
     health_path: str = "/api/public/version"
     health_timeout_seconds: float = 30.0
+    health_soak_seconds: float = Field(default=2.0, ge=0, description="after the version answers, how long no process may crash")
     runtime_config: SecretStr = Field(default=SecretStr("[]."), description="runtime.config written beside the release (Erlang terms)")
     max_parallel: int = Field(default=8, ge=1, le=256)
     connect_timeout_seconds: float = 10.0

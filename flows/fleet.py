@@ -44,7 +44,8 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
     return outcomes
 
 
-def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, **args) -> list[HostOutcome]:
+def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, note: str = "",
+                 **args) -> list[HostOutcome]:
     """PER_HOST(env=, host=, run_id=, **args) on every host, within a temporary
     tcp/22 rule that is revoked whatever happens. Raises FleetFailed after all
     hosts finished if any did not end where it should."""
@@ -61,7 +62,9 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
           "result": o.result, "detail": o.detail, "pid before": o.pid_before, "pid after": o.pid_after,
           "seconds": round(sum(o.seconds.values()), 2)} for o in outcomes],
         key=f"{title}-{env.environment_tag}".lower().replace("_", "-").replace(" ", "-"),
-        description=f"{title}: one row per host")
+        description=f"{title}: one row per host" + (f". {note}" if note else ""))
+    if note:
+        log.warning("%s", note) if note.startswith("UNREHEARSED") else log.info("%s", note)
     for o in outcomes:
         log.info("%s: %s -> %s: %s %s", o.host, o.from_version, o.to_version, o.result, o.detail)
     if any(not o.ok for o in outcomes):

@@ -79,6 +79,13 @@ def health(port: int, path: str, timeout: float = 2.0) -> str:
     return f"curl -fsS --max-time {timeout:g} {q(f'http://127.0.0.1:{port}{path}')}"
 
 
+def crash_reports(root: str) -> str:
+    """How many crash and supervisor reports the node has logged so far: a
+    code_change that breaks a process still lets release_handler say ok."""
+    return (f"cat {q(root)}/log/erlang.log.* 2>/dev/null "
+            "| grep -c -E 'CRASH REPORT|SUPERVISOR REPORT' || true")
+
+
 def unpack_first_release(root: str, tarball: str) -> str:
     return f"tar -xzf {q(tarball)} -C {q(root)}"
 

@@ -3,6 +3,7 @@
   <app>/<VSN>.tar.gz            the release tarball, never overwritten
   <app>/<VSN>.tar.gz.sha256     its checksum, `sha256sum` format
   <app>/<VSN>.manifest.json     what was built, from what, how
+  <app>/<VSN>.rehearsal.json    the last rehearsal's verdict (rewritten)
   <app>/VERSION                 pointer to the newest release, written last
 
 The seed also kept a `latest.tar.gz`; a pointer plus immutable versions means a
@@ -34,6 +35,10 @@ def checksum_key(app: str, vsn: str) -> str:
 
 def manifest_key(app: str, vsn: str) -> str:
     return f"{app}/{vsn}.manifest.json"
+
+
+def rehearsal_key(app: str, vsn: str) -> str:
+    return f"{app}/{vsn}.rehearsal.json"
 
 
 def pointer_key(app: str) -> str:

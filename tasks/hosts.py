@@ -51,7 +51,7 @@ class HostOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.result in ("upgraded", "already running", "downgraded")
+        return self.result in ("upgraded", "already running", "downgraded", "answering")
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -112,19 +112,36 @@ def install_release(conn: Connection, env: DeployEnvironment, app: str, version:
     conn.check(cmd.install(env.release_root, app, version, permanent), what=f"install {version}")
 
 
+@task(**RETRIED_STEP)
+def count_crash_reports(conn: Connection, env: DeployEnvironment) -> int:
+    out = conn.run(cmd.crash_reports(env.release_root), timeout=15).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
 @task(**STEP)
-def health_gate(conn: Connection, env: DeployEnvironment, version: str) -> str:
-    """Wait until the version endpoint answers VERSION; return what it said."""
+def health_gate(conn: Connection, env: DeployEnvironment, version: str, crashes_before: int | None = None) -> str:
+    """Wait until the version endpoint answers VERSION, then, for
+    health_soak_seconds, that no process crashed (release_handler reports
+    success even when a code_change leaves a process that crashes)."""
     deadline = time.monotonic() + env.health_timeout_seconds
     seen = ""
-    while time.monotonic() < deadline:
+    while True:
         result = conn.run(cmd.health(env.app_port, env.health_path), timeout=10)
         seen = result.output if result.exit_code == 0 else f"(curl exit {result.exit_code}) {result.output}"
         if result.exit_code == 0 and result.stdout.strip() == version:
-            return seen
+            break
+        if time.monotonic() > deadline:
+            raise RemoteError(f"{conn.host}: health gate: {env.health_path} answered {seen[-200:]!r}, "
+                              f"not {version}, within {env.health_timeout_seconds:g} s")
         time.sleep(0.5)
-    raise RemoteError(f"{conn.host}: health gate: {env.health_path} answered {seen[-200:]!r}, "
-                      f"not {version}, within {env.health_timeout_seconds:g} s")
+    if crashes_before is not None:
+        time.sleep(env.health_soak_seconds)
+        crashes = count_crash_reports.fn(conn, env)
+        if crashes > crashes_before:
+            raise RemoteError(f"{conn.host}: health gate: {crashes - crashes_before} process crash report(s) "
+                              f"in log/erlang.log.* since the install of {version} (a code_change that "
+                              "does not match the state?)")
+    return seen
 
 
 @task(**RETRIED_STEP)
@@ -182,15 +199,16 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
         _timed(outcome, "config", write_runtime_config, conn, env)
         if decision.action is Action.INSTALL:
             record(conn, env, HostOutcome(host.name, host.address, state.running, release.version, "begin"), run_id)
+            crashes = count_crash_reports(conn, env)
             try:
                 _timed(outcome, "install", install_release, conn, env, release.app, release.version, False)
-                _timed(outcome, "gate", health_gate, conn, env, release.version)
+                _timed(outcome, "gate", health_gate, conn, env, release.version, crashes)
             except RemoteError as e:
                 _back_to(conn, env, release.app, state.running, outcome, str(e))
                 raise HostFailed(outcome) from None
         else:  # FINISH: installed by an earlier run that stopped before making it permanent
             try:
-                _timed(outcome, "gate", health_gate, conn, env, release.version)
+                _timed(outcome, "gate", health_gate, conn, env, release.version, count_crash_reports(conn, env))
             except RemoteError as e:
                 previous = state.permanent
                 _back_to(conn, env, release.app, previous, outcome, str(e))
@@ -277,6 +295,35 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
         return outcome
     except (RemoteError, NodeDown) as e:
         outcome.result, outcome.detail = "failed", str(e)
+        raise HostFailed(outcome) from None
+    finally:
+        conn.close()
+
+
+@task(task_run_name="status-{host.name}", cache_policy=NO_CACHE)
+def inspect_host(env: DeployEnvironment, host: Host, app: str, run_id: str) -> HostOutcome:
+    """Read-only: the releases the node knows, which runs and which is
+    permanent, the node's pid, and what the version endpoint answers."""
+    outcome = HostOutcome(host.name, host.address)
+    try:
+        conn = Connection(env, host)
+    except RemoteError as e:
+        outcome.result, outcome.detail = "unreachable", str(e)
+        raise HostFailed(outcome) from None
+    try:
+        state = read_releases.fn(conn, env, app)
+        outcome.from_version = state.running
+        outcome.to_version = state.permanent
+        outcome.pid_before = outcome.pid_after = read_node_pid.fn(conn, env, app)
+        answer = conn.run(cmd.health(env.app_port, env.health_path), timeout=10)
+        said = answer.stdout.strip() if answer.exit_code == 0 else f"no answer (curl exit {answer.exit_code})"
+        outcome.detail = (" ".join(f"{v}:{s}" for v, s in state.statuses.items()) + f"; endpoint: {said}")
+        outcome.result = "answering" if said == state.running else "not answering"
+        if outcome.result != "answering":
+            raise HostFailed(outcome)
+        return outcome
+    except (RemoteError, NodeDown) as e:
+        outcome.result, outcome.detail = "node down" if isinstance(e, NodeDown) else "failed", str(e)
         raise HostFailed(outcome) from None
     finally:
         conn.close()

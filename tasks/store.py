@@ -154,3 +154,21 @@ def fetch_release(store: S3Bucket, app: str, vsn: str, expected_sha256: str, des
         raise StoreError(f"{app} {vsn} in the store is corrupt: sha256 {actual}, manifest says "
                          f"{expected_sha256}. Nothing was deployed")
     return dest
+
+
+@task(**S3_RETRIES)
+def read_rehearsal(store: S3Bucket, app: str, vsn: str) -> dict | None:
+    import json
+    text = read_text.fn(store, layout.rehearsal_key(app, vsn))
+    return json.loads(text) if text else None
+
+
+@task(**S3_RETRIES)
+def put_rehearsal(store: S3Bucket, app: str, vsn: str, record: dict) -> None:
+    """The rehearsal verdict beside the manifest (rewritten by each rehearsal;
+    the manifest and tarball stay immutable)."""
+    import json
+    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.rehearsal_key(app, vsn)),
+                              Body=(json.dumps(record, indent=2) + "\n").encode(),
+                              ContentType="application/json")
+    get_run_logger().info("rehearsal of %s %s recorded: %s", app, vsn, record.get("result"))

@@ -128,3 +128,30 @@ def verify_artifact(tarball: Path, release: str, version: str, previous: str | N
 @task(cache_policy=NO_CACHE)
 def remove_workspace(workspace: Path) -> None:
     shutil.rmtree(workspace, ignore_errors=True)
+
+
+@task(retries=1, cache_policy=NO_CACHE)
+def export_git_ref(repo: str, ref: str) -> tuple[Path, str]:
+    """The tree of REF in the git checkout REPO, exported to a scratch dir, and
+    the commit it names (recorded in the manifest)."""
+    import subprocess
+    if not re.fullmatch(r"[0-9A-Za-z._/-]{1,200}", ref) or ref.startswith("-"):
+        raise AppConfigError(f"invalid git ref {ref!r}")
+    def resolve() -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                              capture_output=True, text=True)
+    found = resolve()
+    if found.returncode != 0 and subprocess.run(["git", "-C", repo, "remote"], capture_output=True,
+                                                text=True).stdout.strip():
+        # CI pushed a commit this worker's checkout has not seen yet.
+        subprocess.run(["git", "-C", repo, "fetch", "--quiet", "origin", ref], capture_output=True)
+        subprocess.run(["git", "-C", repo, "fetch", "--quiet", "origin"], capture_output=True)
+        found = resolve()
+    if found.returncode != 0:
+        raise AppConfigError(f"git ref {ref} not found in {repo} (nor on its remote)")
+    commit = found.stdout.strip()
+    dest = Path(tempfile.mkdtemp(prefix="hotdeploy-src-"))
+    archive = subprocess.run(["git", "-C", repo, "archive", "--format=tar", commit], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    get_run_logger().info("exported %s (%s) of %s", ref, commit[:12], repo)
+    return dest, commit

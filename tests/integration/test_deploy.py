@@ -34,7 +34,7 @@ def ssh_works(env) -> bool:
 def test_hot_deploy_then_rollback_under_load_keeps_pids_state_and_every_request(make_env, releases):
     from flows.deploy import hot_deploy
     from flows.rollback import rollback
-    from localfleet.load import LoadClient
+    from tasks.probe import LoadClient
     v1, v2 = releases.versions["v1"], releases.versions["v2"]
     env = make_env(3)
     hosts = env.fleet.hosts
@@ -125,7 +125,7 @@ def test_failed_health_gate_rolls_that_host_back_alone(make_env, releases, moto_
     from flows.deploy import hot_deploy
     from flows.fleet import FleetFailed
     from flows.release import release
-    from localfleet.load import LoadClient
+    from tasks.probe import LoadClient
     from tests.integration.conftest import checkout, copy_store
     block, _, _ = copy_store(releases, moto_url, ["v1", "v2"])
     bad = release(app_dir=str(checkout(tmp_path_factory, "bad-health")), store_block=block)["version"]
@@ -160,4 +160,17 @@ def _latest_table_artifact(key: str) -> str:
         async with get_client() as client:
             arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
             return str(arts[-1].data) if arts else ""
+    return asyncio.run(read())
+
+
+def _latest_table_artifact_description(key: str) -> str:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read():
+        async with get_client() as client:
+            arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+            return str(arts[-1].description) if arts else ""
     return asyncio.run(read())

@@ -1,5 +1,6 @@
-"""A load client that hammers every host's service during an upgrade and
-counts what failed. Bounded in time and in requests; stops by itself."""
+"""The load probe: hammers every host's service while the fleet is changed
+(rehearsals, the demo, the tests, the benchmarks) and counts what failed.
+Bounded in time and in requests; stops by itself."""
 from __future__ import annotations
 
 import http.client

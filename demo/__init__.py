@@ -1,0 +1,1 @@
+"""The one-command demo: a real hot deploy on a local fleet (see README)."""

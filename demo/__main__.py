@@ -1,0 +1,281 @@
+"""python -m demo run [--keep] | down
+
+run: start a Prefect server (sqlite), moto's server (S3 + EC2) and a local
+fleet of 3 namespace hosts; release v1 of the example app and provision it;
+apply the deployments and start a process worker; commit v2 to a local git
+checkout of the app and trigger `prefect deployment run 'ship/staging'
+--param git_ref=<sha> --watch` while a load client hammers the fleet; print
+a report. Without --keep everything is stopped at the end; with it, `down`
+stops it later. Services already answering (PREFECT_API_URL, --moto-url)
+are reused and left running.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("HOTDEPLOY_DEMO_DIR", "/var/lib/hotdeploy-demo"))
+PIDS = STATE / "pids.json"
+PY = sys.executable
+APP = "example_app"
+
+
+def say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status < 500
+    except OSError:
+        return False
+
+
+def _wait(url: str, what: str, seconds: float = 120, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _answers(url):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{what} exited ({proc.returncode}); see {STATE}/*.log")
+        time.sleep(0.3)
+    raise SystemExit(f"{what} did not answer at {url} within {seconds:.0f} s")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(name: str, args: list[str], env: dict, pids: dict) -> subprocess.Popen:
+    log = open(STATE / f"{name}.log", "w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True)
+    pids[name] = proc.pid
+    PIDS.write_text(json.dumps(pids))
+    return proc
+
+
+def down() -> None:
+    """Stop what `run --keep` left running (in reverse order of start)."""
+    pids = json.loads(PIDS.read_text()) if PIDS.exists() else {}
+    for name in reversed(list(pids)):
+        try:
+            os.killpg(pids[name], signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        for _ in range(100):
+            try:
+                os.kill(pids[name], 0)
+                time.sleep(0.1)
+            except ProcessLookupError:
+                break
+        else:
+            try:
+                os.killpg(pids[name], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        say(f"stopped {name}")
+    PIDS.unlink(missing_ok=True)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _commit_version(repo: Path, version: str) -> str:
+    """Make REPO's tree the example app at VERSION and commit it."""
+    for child in repo.iterdir():
+        if child.name != ".git":
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    subprocess.run([str(ROOT / "examples" / "checkout-version"), version, str(repo)], check=True)
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=demo", "-c", "user.email=demo@localhost", "commit", "-q", "-m", f"example app {version}")
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def fleet_view(fleet: dict) -> list[dict]:
+    """Each host's version (HTTP) and node OS pid (read from /proc, as the tests do)."""
+    import http.client
+    rows = []
+    for h in fleet["hosts"]:
+        conn = http.client.HTTPConnection(h["address"], 8080, timeout=5)
+        try:
+            conn.request("GET", "/api/public/version")
+            vsn = conn.getresponse().read().decode().strip()
+        except OSError as e:
+            vsn = f"down ({e})"
+        finally:
+            conn.close()
+        pids = subprocess.run(["ip", "netns", "pids", h["netns"]], capture_output=True, text=True).stdout.split()
+        beam = [p for p in pids if Path(f"/proc/{p}/comm").exists()
+                and Path(f"/proc/{p}/comm").read_text().startswith("beam")]
+        rows.append({"host": h["name"], "address": h["address"], "version": vsn, "pid": beam[0] if beam else None})
+    return rows
+
+
+def _timings(flow_run_name: str) -> dict[str, float]:
+    """Seconds per task of the ship run and its subflows, from the Prefect API."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    async def read() -> dict[str, float]:
+        async with get_client() as c:
+            [ship_run] = await c.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name])))
+            ids = [ship_run.id]
+            subtasks = await c.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=ids)))
+            children = await c.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[t.id for t in subtasks])))
+            ids += [r.id for r in children]
+            tasks = await c.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=ids)),
+                                           limit=200)
+            out: dict[str, float] = {}
+            for t in sorted(tasks, key=lambda t: t.start_time or t.expected_start_time):
+                if t.total_run_time and t.total_run_time.total_seconds() > 0:
+                    key = t.task_key.split("-")[0] if t.task_key else t.name
+                    out[key] = round(out.get(key, 0) + t.total_run_time.total_seconds(), 2)
+            out["ship (total)"] = round(ship_run.total_run_time.total_seconds(), 2)
+            return out
+    return asyncio.run(read())
+
+
+def run(keep: bool, moto_url: str | None) -> int:
+    STATE.mkdir(parents=True, exist_ok=True)
+    if PIDS.exists():
+        say("a previous demo is still up: stopping it first")
+        down()
+    pids: dict[str, int] = {}
+    env = {**os.environ, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_WORKER_QUERY_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
+    started = time.monotonic()
+    try:
+        if "PREFECT_API_URL" in os.environ and _answers(os.environ["PREFECT_API_URL"] + "/health"):
+            api = os.environ["PREFECT_API_URL"]
+            say(f"using the Prefect server at {api}")
+        else:
+            port = 4200 if not _answers("http://127.0.0.1:4200/api/health") else _free_port()
+            api = f"http://127.0.0.1:{port}/api"
+            env.update(PREFECT_HOME=str(STATE / "prefect"), PREFECT_API_URL=api)
+            proc = _spawn("prefect-server", [PY, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                             "--port", str(port)], env, pids)
+            _wait(api + "/health", "prefect server", proc=proc)
+            say(f"Prefect UI: http://127.0.0.1:{port}")
+        os.environ.update(PREFECT_API_URL=api, DO_NOT_TRACK="1")
+        env["PREFECT_API_URL"] = api
+        if not moto_url:
+            mport = _free_port()
+            moto_url = f"http://127.0.0.1:{mport}"
+            proc = _spawn("moto", [PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(mport)], env, pids)
+            _wait(moto_url + "/moto-api/", "moto server", proc=proc)
+        say(f"moto (S3 + EC2): {moto_url}")
+        fleet_file = STATE / "fleet.json"
+        fleet_file.unlink(missing_ok=True)
+        proc = _spawn("fleet", [PY, "-m", "localfleet", "serve", "--name", "demo", "--size", "3",
+                                "--environment", "staging", "--moto-url", moto_url, "--state", str(fleet_file)],
+                      env, pids)
+        for _ in range(300):
+            if fleet_file.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        if not fleet_file.exists():
+            raise SystemExit(f"the local fleet did not start; see {STATE}/fleet.log")
+        fleet = json.loads(fleet_file.read_text())
+        say("fleet: " + ", ".join(h["address"] for h in fleet["hosts"]))
+
+        from blocks.local import create_environment, create_store
+        from deployments.apply import apply
+        from flows.provision import provision_host
+        from flows.release import release
+        from tasks.probe import LoadClient
+
+        create_store(moto_url)
+        create_environment(moto_url, fleet, "staging")
+        repo = STATE / "app"
+        shutil.rmtree(repo, ignore_errors=True)
+        repo.mkdir(parents=True)
+        _git(repo, "init", "-q")
+        _commit_version(repo, "v1")
+        say("release v1 (first release, no relup) and provision it on the fleet")
+        v1 = release(app_dir=str(repo), git_commit=_git(repo, "rev-parse", "HEAD"))["version"]
+        provision_host(app=APP, environment="staging", version=v1)
+        apply(app_dir=str(repo))
+        _spawn("worker", [PY, "-m", "prefect", "worker", "start", "--pool", "hotdeploy", "--type", "process"],
+               env, pids)
+        sha = _commit_version(repo, "v2")
+        before = fleet_view(fleet)
+        say(f"ship v2 (commit {sha[:12]}) by deployment, under load: "
+            f"prefect deployment run 'ship/staging' --param git_ref={sha} --watch")
+        run_name = f"demo-ship-{int(time.time())}"
+        with LoadClient([h["address"] for h in fleet["hosts"]], connections=2, max_seconds=900) as load:
+            time.sleep(1)
+            t0 = time.monotonic()
+            cp = subprocess.run([PY, "-m", "prefect", "deployment", "run", "ship/staging", "--param",
+                                 f"git_ref={sha}", "--flow-run-name", run_name, "--watch"],
+                                env=env, cwd=ROOT, capture_output=True, text=True)
+            ship_seconds = time.monotonic() - t0
+            time.sleep(1)
+        after = fleet_view(fleet)
+        stats = load.stats.summary()
+        report = {"ship_exit_code": cp.returncode, "ship_seconds": round(ship_seconds, 1),
+                  "hosts": [{"host": b["host"], "version_before": b["version"], "version_after": a["version"],
+                             "pid_before": b["pid"], "pid_after": a["pid"]} for b, a in zip(before, after)],
+                  "requests": stats, "steps_seconds": _timings(run_name) if cp.returncode == 0 else {},
+                  "demo_seconds": round(time.monotonic() - started, 1)}
+        (STATE / "report.json").write_text(json.dumps(report, indent=2))
+        print_report(report)
+        if cp.returncode != 0:
+            print(cp.stdout[-3000:], cp.stderr[-3000:])
+        ok = (cp.returncode == 0 and stats["failed"] == 0
+              and all(h["pid_before"] == h["pid_after"] and h["version_after"] != h["version_before"]
+                      for h in report["hosts"]))
+        say("hot deploy OK" if ok else "hot deploy FAILED")
+        return 0 if ok else 1
+    finally:
+        if keep:
+            say(f"left running (Prefect UI at {api.removesuffix('/api')}); stop with: bash scripts/demo.sh down")
+        else:
+            down()
+
+
+def print_report(r: dict) -> None:
+    print("\n== hotdeploy demo report ==")
+    print(f"{'host':<14}{'version before':<20}{'version after':<20}{'pid before':<12}pid after")
+    for h in r["hosts"]:
+        print(f"{h['host']:<14}{h['version_before']:<20}{h['version_after']:<20}{str(h['pid_before']):<12}{h['pid_after']}")
+    q = r["requests"]
+    print(f"requests during the upgrade: {q['sent']} sent, {q['failed']} failed, "
+          f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms")
+    print(f"ship (prefect deployment run --watch): {r['ship_seconds']} s, exit {r['ship_exit_code']}")
+    for step, secs in r["steps_seconds"].items():
+        print(f"  {step:<28}{secs:>8.2f} s")
+    print(f"whole demo: {r['demo_seconds']} s\n")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m demo")
+    p.add_argument("command", choices=["run", "down"])
+    p.add_argument("--keep", action="store_true", help="leave the server, fleet and worker running")
+    p.add_argument("--moto-url", help="use this moto server instead of starting one")
+    args = p.parse_args()
+    if args.command == "down":
+        down()
+        return 0
+    return run(args.keep, args.moto_url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Create (or update) every deployment on a `process` work pool:
+`python -m deployments.apply --app-dir PATH`.
+
+Python rather than prefect.yaml: the source path, the app checkout, the
+environments and the schedules differ per installation, and here they are
+arguments checked before anything is written.
+
+  ship/staging             CI: `prefect deployment run 'ship/staging' --param git_ref=<sha> --watch`
+  hot-deploy/production    a person, in the UI; requires a passed rehearsal
+  rollback/production      a person, in the UI
+  status/production, status/staging
+  rehearsal/rehearsal      cron: up, down, up again under load; records the verdict
+  sweep-ingress/all        cron: revoke expired SSH rules in every environment
+  provision-host/staging
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.exceptions import ObjectAlreadyExists
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def ensure_pool(name: str) -> None:
+    async with get_client() as client:
+        try:
+            await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        except ObjectAlreadyExists:
+            pass
+
+
+def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store_block: str = "hotdeploy-store",
+          rehearsal_cron: str = "0 4 * * *", sweep_cron: str = "*/15 * * * *",
+          environments: tuple[str, ...] = ("staging", "rehearsal", "production")) -> list[str]:
+    from prefect import Flow
+    asyncio.run(ensure_pool(pool))
+
+    def deploy(entrypoint: str, name: str, parameters: dict, description: str, cron: str | None = None) -> str:
+        flow = Flow.from_source(source=str(ROOT), entrypoint=entrypoint)
+        flow.deploy(name=name, work_pool_name=pool, parameters=parameters, description=description,
+                    schedules=[CronSchedule(cron=cron, timezone="UTC")] if cron else None,
+                    tags=["hotdeploy"], print_next_steps=False)
+        return f"{flow.name}/{name}"
+
+    common = {"store_block": store_block}
+    return [
+        deploy("flows/ship.py:ship", "staging",
+               {"app_dir": app_dir, "environment": "staging", **common},
+               "CI: test, release, hot-deploy to staging. Pass git_ref."),
+        deploy("flows/deploy.py:hot_deploy", "production",
+               {"app": app, "environment": "production", "version": "latest", **common},
+               "Hot upgrade of production; refuses unrehearsed versions unless allow_unrehearsed."),
+        deploy("flows/rollback.py:rollback", "production", {"app": app, "environment": "production", **common},
+               "Hot downgrade of production to the previous (or a named) version."),
+        deploy("flows/status.py:status", "production", {"app": app, "environment": "production"},
+               "Which version each production host runs."),
+        deploy("flows/status.py:status", "staging", {"app": app, "environment": "staging"},
+               "Which version each staging host runs."),
+        deploy("flows/rehearsal.py:rehearsal", "rehearsal", {"app": app, "environment": "rehearsal", **common},
+               "Up, down, up again under load on the rehearsal environment.", cron=rehearsal_cron),
+        deploy("flows/sweep.py:sweep_ingress", "all", {"environments": list(environments)},
+               "Revoke expired SSH ingress rules of ours.", cron=sweep_cron),
+        deploy("flows/provision.py:provision_host", "staging", {"app": app, "environment": "staging", **common},
+               "First install on bare staging hosts."),
+    ]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m deployments.apply")
+    p.add_argument("--app-dir", required=True, help="the app's git checkout on the worker machines")
+    p.add_argument("--app", default="example_app")
+    p.add_argument("--pool", default="hotdeploy")
+    p.add_argument("--store-block", default="hotdeploy-store")
+    p.add_argument("--rehearsal-cron", default="0 4 * * *")
+    p.add_argument("--sweep-cron", default="*/15 * * * *")
+    args = p.parse_args()
+    for name in apply(args.app_dir, args.app, args.pool, args.store_block, args.rehearsal_cron, args.sweep_cron):
+        print(f"deployment {name}")
+    print(f"start a worker: prefect worker start --pool {args.pool} --type process")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+%% bad-downgrade: v2 whose code_change forgets to convert the state back on a
+%% downgrade: release_handler reports success, then the old code crashes on
+%% the map. The rehearsal must catch this before production does.
+-module(example_app_counter).
+-behaviour(gen_server).
+-export([start_link/0, hit/0, describe/0]).
+-export([init/1, handle_call/3, handle_cast/2, code_change/3]).
+
+start_link() -> gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+hit() -> gen_server:call(?MODULE, hit).
+
+describe() -> gen_server:call(?MODULE, describe).
+
+init([]) -> {ok, #{hits => 0}}.
+
+handle_call(hit, _From, #{hits := N} = State) ->
+    {reply, N + 1, State#{hits := N + 1}};
+handle_call(describe, _From, #{hits := N} = State) ->
+    {reply, io_lib:format("hits=~b shape=map~n", [N]), State}.
+
+handle_cast(_Msg, State) -> {noreply, State}.
+
+code_change({down, _}, State, _Extra) -> {ok, State};  % wrong: v1 expects {counter, N}
+code_change(_OldVsn, {counter, N}, _Extra) -> {ok, #{hits => N}};
+code_change(_OldVsn, State, _Extra) -> {ok, State}.

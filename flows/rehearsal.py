@@ -1,0 +1,59 @@
+"""rehearsal: upgrade the rehearsal environment to the newest version,
+downgrade it to the previous, upgrade it again, all under a load probe, and
+record the verdict in the store beside the version's manifest. The seed's
+plan ("a rehearsal machine to test each upgrade first"), built."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from prefect import flow, get_run_logger
+
+from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
+from tasks.network import discover_hosts
+from tasks.probe import LoadClient
+from tasks.store import put_rehearsal, read_manifest, resolve_version
+
+from .deploy import hot_deploy
+from .fleet import current_run_id
+from .rollback import rollback
+
+
+class RehearsalFailed(RuntimeError):
+    pass
+
+
+@flow(name="rehearsal")
+def rehearsal(app: str, environment: str = "rehearsal", version: str = "latest",
+              store_block: str = DEFAULT_STORE_BLOCK, probe_connections: int = 2) -> dict:
+    """Up, down, up again on ENVIRONMENT under load. Fails if a step failed
+    or a single probe request failed; either way the verdict is recorded."""
+    log = get_run_logger()
+    env = load_environment(environment)
+    store = load_package_store(store_block)
+    vsn = resolve_version(store, app, version)
+    previous = read_manifest(store, app, vsn)["previous"]
+    if previous is None:
+        raise RehearsalFailed(f"{app} {vsn} is a first release: there is no downgrade to rehearse")
+    hosts = discover_hosts(env)
+    error = None
+    step = "start"
+    with LoadClient([h.address for h in hosts], port=env.app_port, connections=probe_connections,
+                    max_seconds=1800) as probe:
+        try:
+            for step, run in ((f"upgrade to {vsn}", lambda: hot_deploy(app, environment, vsn, store_block)),
+                              (f"downgrade to {previous}", lambda: rollback(app, environment, previous, store_block)),
+                              (f"upgrade again to {vsn}", lambda: hot_deploy(app, environment, vsn, store_block))):
+                log.info("rehearsal step: %s", step)
+                run()
+        except Exception as e:  # the verdict is recorded whatever failed
+            error = f"{step}: {e}"
+    stats = probe.stats.summary()
+    ok = error is None and stats["failed"] == 0
+    record = {"result": "ok" if ok else "failed", "version": vsn, "previous": previous,
+              "at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "flow_run": current_run_id(),
+              "environment": environment, "hosts": len(hosts), "probe": stats,
+              "reason": None if ok else (error or f"{stats['failed']} probe request(s) failed")}
+    put_rehearsal(store, app, vsn, record)
+    if not ok:
+        raise RehearsalFailed(f"rehearsal of {app} {vsn} failed: {record['reason']}")
+    return record

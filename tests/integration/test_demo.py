@@ -1,0 +1,47 @@
+"""The README's main command, through the same code path (`python -m demo
+run`), against this session's Prefect server and moto: a real `process`
+worker picks up `prefect deployment run 'ship/staging' --watch`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_demo_ships_v2_by_deployment_with_zero_failed_requests_then_a_failing_push_changes_nothing(
+        docker_engine, prefect_server, moto_url, tmp_path):
+    state = tmp_path / "demo"
+    env = {**os.environ, "HOTDEPLOY_DEMO_DIR": str(state)}
+    try:
+        cp = subprocess.run([sys.executable, "-m", "demo", "run", "--keep", "--moto-url", moto_url],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+        assert cp.returncode == 0, cp.stdout[-4000:] + cp.stderr[-4000:]
+        report = json.loads((state / "report.json").read_text())
+        assert report["ship_exit_code"] == 0
+        assert report["requests"]["failed"] == 0 and report["requests"]["sent"] > 100
+        for host in report["hosts"]:
+            assert host["pid_before"] == host["pid_after"] is not None
+            assert host["version_after"] != host["version_before"]
+        assert "hotdeploy demo report" in cp.stdout
+
+        # A push whose tests fail: the deployment run fails, --watch exits non-zero, the fleet is unchanged.
+        repo = state / "app"
+        sys.path.insert(0, str(ROOT))
+        from demo.__main__ import _commit_version, fleet_view
+        sha = _commit_version(repo, "broken-tests")
+        fleet = json.loads((state / "fleet.json").read_text())
+        before = fleet_view(fleet)
+        failed = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "ship/staging",
+                                 "--param", f"git_ref={sha}", "--watch"],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert failed.returncode != 0, failed.stdout[-2000:]
+        assert fleet_view(fleet) == before
+    finally:
+        subprocess.run([sys.executable, "-m", "demo", "down"], cwd=ROOT, env=env, timeout=120)
