@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import shutil
 import signal
@@ -130,8 +131,8 @@ def _timings(flow_run_name: str) -> dict[str, float]:
     import asyncio
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterParentFlowRunId
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterName, FlowRunFilterParentTaskRunId,
+                                                TaskRunFilter, TaskRunFilterFlowRunId)
 
     async def read() -> dict[str, float]:
         async with get_client() as c:
@@ -139,15 +140,22 @@ def _timings(flow_run_name: str) -> dict[str, float]:
             ids = [ship_run.id]
             subtasks = await c.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=ids)))
             children = await c.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[t.id for t in subtasks])))
+                parent_task_run_id=FlowRunFilterParentTaskRunId(any_=[t.id for t in subtasks])))
             ids += [r.id for r in children]
             tasks = await c.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=ids)),
                                            limit=200)
             out: dict[str, float] = {}
+            skip = {x.id for x in subtasks}  # subflow wrappers: their own tasks are listed instead
             for t in sorted(tasks, key=lambda t: t.start_time or t.expected_start_time):
-                if t.total_run_time and t.total_run_time.total_seconds() > 0:
-                    key = t.task_key.split("-")[0] if t.task_key else t.name
-                    out[key] = round(out.get(key, 0) + t.total_run_time.total_seconds(), 2)
+                nested = bool((t.task_inputs or {}).get("__parents__"))  # a per-host step inside upgrade-<host>
+                if t.id in skip or nested or not t.total_run_time:
+                    continue
+                key = t.name if t.name.startswith(("upgrade-", "provision-")) else re.sub(r"-[0-9a-f]{3}$", "", t.name)
+                out[key] = round(out.get(key, 0) + t.total_run_time.total_seconds(), 2)
+            for r in children:
+                if r.total_run_time:
+                    out[f"{(await c.read_flow(r.flow_id)).name} (subflow total)"] = round(
+                        r.total_run_time.total_seconds(), 2)
             out["ship (total)"] = round(ship_run.total_run_time.total_seconds(), 2)
             return out
     return asyncio.run(read())
@@ -212,7 +220,10 @@ def run(keep: bool, moto_url: str | None) -> int:
         say("release v1 (first release, no relup) and provision it on the fleet")
         v1 = release(app_dir=str(repo), git_commit=_git(repo, "rev-parse", "HEAD"))["version"]
         provision_host(app=APP, environment="staging", version=v1)
-        apply(app_dir=str(repo))
+        import contextlib
+        with open(STATE / "deployments.log", "w") as quiet, contextlib.redirect_stdout(quiet):
+            names = apply(app_dir=str(repo))
+        say("deployments: " + ", ".join(names))
         _spawn("worker", [PY, "-m", "prefect", "worker", "start", "--pool", "hotdeploy", "--type", "process"],
                env, pids)
         sha = _commit_version(repo, "v2")

@@ -45,7 +45,7 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
         flow = Flow.from_source(source=str(ROOT), entrypoint=entrypoint)
         flow.deploy(name=name, work_pool_name=pool, parameters=parameters, description=description,
                     schedules=[CronSchedule(cron=cron, timezone="UTC")] if cron else None,
-                    tags=["hotdeploy"], print_next_steps=False)
+                    tags=["hotdeploy"], print_next_steps=False, ignore_warnings=True)
         return f"{flow.name}/{name}"
 
     common = {"store_block": store_block}
