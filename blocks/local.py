@@ -39,13 +39,14 @@ def create_store(moto_url: str, bucket: str = "hotdeploy-packages", name: str = 
 
 def create_environment(moto_url: str, fleet_state: dict, name: str, app: str = "example_app",
                        runtime_config: str | None = None, **overrides) -> DeployEnvironment:
-    env = DeployEnvironment(
+    fields = dict(
         environment_tag=fleet_state["environment"], role_tag="web",
         aws_credentials=local_credentials(moto_url), security_group_id=fleet_state["security_group_id"],
         ssh_user="root", ssh_private_key=Path(fleet_state["deployer_key"]).read_text(),
         known_hosts=fleet_state["known_hosts"], release_root=f"/srv/{app}", app_port=8080,
         runtime_config=runtime_config or '[{example_app, [{greeting, "Hello"}]}].\n',
-        max_parallel=8, command_timeout_seconds=60, **overrides)
+        max_parallel=8, command_timeout_seconds=60)
+    env = DeployEnvironment(**(fields | overrides))
     env.save(name, overwrite=True)
     return env
 

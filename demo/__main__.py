@@ -17,12 +17,12 @@ import re
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from localfleet.services import answers, free_port, moto_server_cmd, prefect_server_cmd, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("HOTDEPLOY_DEMO_DIR", "/var/lib/hotdeploy-demo"))
@@ -33,31 +33,6 @@ APP = "example_app"
 
 def say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status < 500
-    except OSError:
-        return False
-
-
-def _wait(url: str, what: str, seconds: float = 120, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if _answers(url):
-            return
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"{what} exited ({proc.returncode}); see {STATE}/*.log")
-        time.sleep(0.3)
-    raise SystemExit(f"{what} did not answer at {url} within {seconds:.0f} s")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _spawn(name: str, args: list[str], env: dict, pids: dict) -> subprocess.Popen:
@@ -171,24 +146,23 @@ def run(keep: bool, moto_url: str | None) -> int:
            "PREFECT_WORKER_QUERY_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
     try:
-        if "PREFECT_API_URL" in os.environ and _answers(os.environ["PREFECT_API_URL"] + "/health"):
+        if "PREFECT_API_URL" in os.environ and answers(os.environ["PREFECT_API_URL"] + "/health"):
             api = os.environ["PREFECT_API_URL"]
             say(f"using the Prefect server at {api}")
         else:
-            port = 4200 if not _answers("http://127.0.0.1:4200/api/health") else _free_port()
+            port = 4200 if not answers("http://127.0.0.1:4200/api/health") else free_port()
             api = f"http://127.0.0.1:{port}/api"
             env.update(PREFECT_HOME=str(STATE / "prefect"), PREFECT_API_URL=api)
-            proc = _spawn("prefect-server", [PY, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                             "--port", str(port)], env, pids)
-            _wait(api + "/health", "prefect server", proc=proc)
+            proc = _spawn("prefect-server", prefect_server_cmd(port), env, pids)
+            wait_for(api + "/health", "prefect server", proc=proc)
             say(f"Prefect UI: http://127.0.0.1:{port}")
         os.environ.update(PREFECT_API_URL=api, DO_NOT_TRACK="1")
         env["PREFECT_API_URL"] = api
         if not moto_url:
-            mport = _free_port()
+            mport = free_port()
             moto_url = f"http://127.0.0.1:{mport}"
-            proc = _spawn("moto", [PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(mport)], env, pids)
-            _wait(moto_url + "/moto-api/", "moto server", proc=proc)
+            proc = _spawn("moto", moto_server_cmd(mport), env, pids)
+            wait_for(moto_url + "/moto-api/", "moto server", proc=proc)
         say(f"moto (S3 + EC2): {moto_url}")
         fleet_file = STATE / "fleet.json"
         fleet_file.unlink(missing_ok=True)

@@ -1,0 +1,28 @@
+"""Keeps the benchmark from rotting: runs it with the smallest sizes and checks
+that it measured each thing beside its baseline. No timing is asserted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_benchmark_runs_and_reports_each_figure_beside_its_baseline(docker_engine, tmp_path):
+    out = tmp_path / "bench"
+    cp = subprocess.run([sys.executable, "-m", "benchmarks.run", "--sizes", "1", "--out", str(out)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["pipeline"]["ours"]) == set(results["pipeline"]["baseline"])
+    [one] = results["scaling"]
+    for key in ("ours_s", "sequential_ssh_s", "xargs_parallel_s", "deployer_peak_rss_mb", "prefect_server_rss_mb"):
+        assert one[key] > 0
+    assert one["load_during_upgrade"]["failed"] == 0
+    assert one["load_during_upgrade"]["sent"] > 0 and one["load_without_upgrade"]["sent"] > 0
+    assert "| step | ours (s) | baseline script (s) |" in (out / "results.md").read_text()
