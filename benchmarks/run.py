@@ -42,7 +42,10 @@ def start_services(work: Path) -> tuple[subprocess.Popen, str, object, str]:
                       PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
     server = subprocess.Popen(prefect_server_cmd(port), stdout=open(work / "server.log", "w"),
                               stderr=subprocess.STDOUT, start_new_session=True)
+    import logging
+
     from moto.server import ThreadedMotoServer
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     moto.start()
     host, mport = moto.get_host_and_port()
@@ -274,7 +277,7 @@ def write_outputs(results: dict, out: Path) -> None:
     for r in s:
         pts = r["latency_timeline"]
         ax.plot([t for t, _ in pts], [l for _, l in pts], ".", markersize=2, label=f"{r['hosts']} host(s)")
-    ax.set_xlabel("seconds since the upgrade started")
+    ax.set_xlabel("seconds since the load started (the deploy runs inside this window)")
     ax.set_ylabel("request latency (ms)")
     ax.set_title("Latency during the hot upgrade")
     ax.legend(markerscale=5)

@@ -19,30 +19,22 @@ class BlockMissing(LookupError):
     pass
 
 
-def load_package_store(name: str) -> S3Bucket:
+def _load(cls, slug: str, name: str, how: str):
     try:
-        return S3Bucket.load(name)
+        return cls.load(name)
     except ValueError as e:
-        raise BlockMissing(
-            f"package store block s3-bucket/{name} not found ({e}); create it with "
-            "`python -m blocks.local` for a local setup, or see README 'Blocks for AWS'"
-        ) from None
+        raise BlockMissing(f"{slug} block {slug}/{name} not found ({e}); {how}") from None
+
+
+def load_package_store(name: str) -> S3Bucket:
+    return _load(S3Bucket, "s3-bucket", name, "create it with `python -m blocks.local` for a local setup, "
+                                              "or see README 'Blocks'")
 
 
 def load_environment(name: str) -> DeployEnvironment:
-    try:
-        return DeployEnvironment.load(name)
-    except ValueError as e:
-        raise BlockMissing(
-            f"environment block hotdeploy-environment/{name} not found ({e}); create it "
-            "(see README 'Blocks') or run `python -m blocks.local`"
-        ) from None
+    return _load(DeployEnvironment, "hotdeploy-environment", name,
+                 "create it (see README 'Blocks') or run `python -m blocks.local`")
 
 
 def load_docker_host(name: str | None) -> DockerHost:
-    if not name:
-        return DockerHost()
-    try:
-        return DockerHost.load(name)
-    except ValueError as e:
-        raise BlockMissing(f"docker host block docker-host/{name} not found ({e})") from None
+    return _load(DockerHost, "docker-host", name, "create it or leave the parameter empty") if name else DockerHost()

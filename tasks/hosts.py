@@ -158,6 +158,14 @@ def record(conn: Connection, env: DeployEnvironment, outcome: HostOutcome, run_i
     conn.run(cmd.append_log(env.release_root, line), timeout=5)
 
 
+def _connect(env: DeployEnvironment, host: Host, outcome: HostOutcome, unreachable: str = "failed") -> Connection:
+    try:
+        return _timed(outcome, "connect", Connection, env, host)
+    except RemoteError as e:
+        outcome.result, outcome.detail = unreachable, str(e)
+        raise HostFailed(outcome) from None
+
+
 def _timed(outcome: HostOutcome, name: str, fn, *args):
     start = time.monotonic()
     try:
@@ -173,11 +181,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
     the target or was already there."""
     log = get_run_logger()
     outcome = HostOutcome(host.name, host.address, to_version=release.version)
-    try:
-        conn = _timed(outcome, "connect", Connection, env, host)
-    except RemoteError as e:
-        outcome.result, outcome.detail = "failed", str(e)
-        raise HostFailed(outcome) from None
+    conn = _connect(env, host, outcome)
     try:
         state = _timed(outcome, "preflight", read_releases, conn, env, release.app)
         outcome.from_version = state.running
@@ -257,11 +261,7 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
     log = get_run_logger()
     root, app, vsn = env.release_root, release.app, release.version
     outcome = HostOutcome(host.name, host.address, to_version=vsn)
-    try:
-        conn = _timed(outcome, "connect", Connection, env, host)
-    except RemoteError as e:
-        outcome.result, outcome.detail = "failed", str(e)
-        raise HostFailed(outcome) from None
+    conn = _connect(env, host, outcome)
     try:
         try:
             state = read_releases.fn(conn, env, app)
@@ -305,11 +305,7 @@ def inspect_host(env: DeployEnvironment, host: Host, app: str, run_id: str) -> H
     """Read-only: the releases the node knows, which runs and which is
     permanent, the node's pid, and what the version endpoint answers."""
     outcome = HostOutcome(host.name, host.address)
-    try:
-        conn = Connection(env, host)
-    except RemoteError as e:
-        outcome.result, outcome.detail = "unreachable", str(e)
-        raise HostFailed(outcome) from None
+    conn = _connect(env, host, outcome, unreachable="unreachable")
     try:
         state = read_releases.fn(conn, env, app)
         outcome.from_version = state.running

@@ -90,7 +90,10 @@ def docker_engine() -> None:
 
 @pytest.fixture(scope="session")
 def moto_url() -> str:
+    import logging
+
     from moto.server import ThreadedMotoServer
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()

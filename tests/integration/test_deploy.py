@@ -150,27 +150,24 @@ def test_failed_health_gate_rolls_that_host_back_alone(make_env, releases, moto_
     assert env.ssh_rules() == []
 
 
-def _latest_table_artifact(key: str) -> str:
+def _latest_artifact(key: str):
     import asyncio
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     async def read():
         async with get_client() as client:
-            arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-            return str(arts[-1].data) if arts else ""
+            arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                               sort=ArtifactSort.CREATED_DESC, limit=1)
+            return arts[0] if arts else None
     return asyncio.run(read())
+
+
+def _latest_table_artifact(key: str) -> str:
+    return str(_latest_artifact(key).data)
 
 
 def _latest_table_artifact_description(key: str) -> str:
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    async def read():
-        async with get_client() as client:
-            arts = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-            return str(arts[-1].description) if arts else ""
-    return asyncio.run(read())
+    return str(_latest_artifact(key).description)

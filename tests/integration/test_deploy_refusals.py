@@ -92,6 +92,13 @@ def test_next_deploy_sweeps_our_expired_rule_and_leaves_others(fleet_on_v1, rele
     assert [r["result"] for r in rows] == ["already running"] * 2
     assert [(r.cidr, r.description) for r in env.ssh_rules()] == [("192.0.2.0/24", "office bastion")]
 
+    # the scheduled sweep does the same without a deploy
+    from flows.sweep import sweep_ingress
+    env.ec2.authorize_security_group_ingress(GroupId=env.group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.9/32", "Description": stale}]}])
+    assert sweep_ingress(environments=[env.name]) == {env.name: [f"203.0.113.9/32 ({stale})"]}
+    assert [r.cidr for r in env.ssh_rules()] == ["192.0.2.0/24"]
+
 
 def test_secrets_appear_in_no_log_line_or_artifact(fleet_on_v1, releases, prefect_server):
     """Reads back, from the Prefect API, every log line and artifact of the

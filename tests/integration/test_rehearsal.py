@@ -65,3 +65,12 @@ def test_production_refuses_an_unrehearsed_version_unless_overridden(make_env, r
     assert [r["result"] for r in rows] == ["upgraded", "upgraded"]
     from tests.integration.test_deploy import _latest_table_artifact_description
     assert "UNREHEARSED" in _latest_table_artifact_description(f"hot-deploy-{env.name}")
+
+    # status: read-only, one row per host, and the rule is gone afterwards
+    from flows.status import status
+    pids = [check.beam_pid(h) for h in env.fleet.hosts]
+    rows = status(app=APP, environment=env.name)
+    assert [(r["result"], r["from_version"], r["to_version"]) for r in rows] == [("answering", v2, v2)] * 2
+    assert all(f"{v2}:permanent" in r["detail"] and f"{v1}:old" in r["detail"] for r in rows)
+    assert [r["pid_after"] for r in rows] == pids
+    assert env.ssh_rules() == []
