@@ -14,12 +14,12 @@ from hotdeploy import layout
 from hotdeploy.appup import parse_modinfo, plan_appups
 from hotdeploy.manifest import build_manifest, manifest_bytes
 from hotdeploy.report import StepClock, release_summary_markdown
+from hotdeploy.layout import parse_checksum
 from hotdeploy.versions import next_version
 from tasks.container import build_release, ensure_builder_image, inspect_modules, test_in_container
 from tasks.store import download, list_versions, put_new, put_pointer, read_text
 from tasks.workspace import (describe_app, prepare_workspace, remove_workspace, restore_previous,
                              verify_artifact, write_appups)
-from hotdeploy.layout import parse_checksum
 
 
 @flow(name="release", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -54,7 +54,6 @@ def release(
             log.info("building %s %s, upgrading from %s", name, vsn, previous or "nothing (first release)")
 
         with clock.step("fetch previous"):
-            previous_erts = None
             if previous:
                 checksum = parse_checksum(read_text(store, layout.checksum_key(name, previous)) or "")
                 tarball = download(store, layout.tarball_key(name, previous),

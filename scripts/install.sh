@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 packages=(docker.io erlang-nox rebar3 debootstrap nftables openssh-server openssh-client
-          iproute2 procps curl python3-venv python3-pip)
+          iproute2 procps curl git python3-venv python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -71,6 +71,13 @@ def test_bad_input_is_refused_with_a_clear_error_and_changes_nothing(fleet_on_v1
                    store_block=releases.block)
     unchanged(env, releases, pids)
 
+    # hosts whose keys are not in known_hosts at all: refused, never added
+    real.model_copy(update={"known_hosts": ""}).save(env.name + "-nokeys", overwrite=True)
+    with pytest.raises(FleetFailed, match="host key is not in the environment's known_hosts"):
+        hot_deploy(app=APP, environment=env.name + "-nokeys", version=releases.versions["v2"],
+                   store_block=releases.block)
+    unchanged(env, releases, pids)
+
     # an environment whose tags match no instance
     real.model_copy(update={"environment_tag": "nowhere"}).save(env.name + "-empty", overwrite=True)
     with pytest.raises(NoHosts, match="no running instance is tagged Environment=nowhere"):
