@@ -3,7 +3,8 @@ per-host task on all hosts in parallel (bounded), always revoke, summarize."""
 from __future__ import annotations
 
 from prefect import get_run_logger, unmapped
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.futures import as_completed
 from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -21,27 +22,39 @@ class FleetFailed(RuntimeError):
         self.outcomes = outcomes
 
 
+def _artifact_key(title: str, env: DeployEnvironment) -> str:
+    return f"{title}-{env.environment_tag}".lower().replace("_", "-").replace(" ", "-")
+
+
 def current_run_id() -> str:
     ctx = get_run_context()
     return str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else "local"
 
 
-def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict, run_id: str) -> list[HostOutcome]:
+def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict, run_id: str,
+                 title: str) -> list[HostOutcome]:
     """Map PER_HOST over HOSTS with at most env.max_parallel at once (a pool
-    of our own: the flow's runner is fixed when the flow is defined)."""
+    of our own: the flow's runner is fixed when the flow is defined), showing
+    how many hosts are done as a progress artifact in the UI."""
     params = {"env": unmapped(env), "host": hosts, "run_id": unmapped(run_id),
               **{k: unmapped(v) for k, v in args.items()}}
-    outcomes = []
+    progress = create_progress_artifact(0.0, key=_artifact_key(title + "-progress", env),
+                                        description=f"{title}: hosts finished")
+    outcomes: dict[int, HostOutcome] = {}
     with ThreadPoolTaskRunner(max_workers=min(env.max_parallel, len(hosts))) as runner:
-        futures = runner.map(per_host, params)
-        for host, future in zip(hosts, futures):
+        futures = list(runner.map(per_host, params))
+        index = {id(f): i for i, f in enumerate(futures)}
+        for future in as_completed(futures):
+            i = index[id(future)]
             try:  # resolve every future: a failed host must fail the flow
-                outcomes.append(future.result())
+                outcomes[i] = future.result()
             except HostFailed as e:
-                outcomes.append(e.outcome)
+                outcomes[i] = e.outcome
             except Exception as e:  # a crash in our own code still names the host
-                outcomes.append(HostOutcome(host.name, host.address, result="failed", detail=str(e)))
-    return outcomes
+                outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="failed", detail=str(e))
+            update_progress_artifact(progress, 100.0 * len(outcomes) / len(hosts),
+                                     description=f"{title}: {len(outcomes)} of {len(hosts)} hosts finished")
+    return [outcomes[i] for i in range(len(hosts))]
 
 
 def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, note: str = "",
@@ -54,14 +67,14 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
     rule = None
     try:
         rule = authorize_ingress(env, deployer_cidr(env, hosts[0]), run_id)
-        outcomes = _map_bounded(env, hosts, per_host, args, run_id)
+        outcomes = _map_bounded(env, hosts, per_host, args, run_id, title)
     finally:
         revoke_ingress(env, rule)
     create_table_artifact(
         [{"host": o.host, "address": o.address, "from": o.from_version, "to": o.to_version,
           "result": o.result, "detail": o.detail, "pid before": o.pid_before, "pid after": o.pid_after,
           "seconds": round(sum(o.seconds.values()), 2)} for o in outcomes],
-        key=f"{title}-{env.environment_tag}".lower().replace("_", "-").replace(" ", "-"),
+        key=_artifact_key(title, env),
         description=f"{title}: one row per host" + (f". {note}" if note else ""))
     if note:
         log.warning("%s", note) if note.startswith("UNREHEARSED") else log.info("%s", note)

@@ -67,6 +67,7 @@ def test_hot_deploy_then_rollback_under_load_keeps_pids_state_and_every_request(
     for (hits0, _), (hits1, shape) in zip(before, after):
         assert shape == "map" and hits1 >= hits0, "gen_server state converted by code_change, not reset"
     assert env.ssh_rules() == [] and not ssh_works(env), "the ingress rule is revoked after the deploy"
+    assert _latest_artifact(f"hot-deploy-progress-{env.name}").data == 100.0, "progress shown in the UI"
 
     again = hot_deploy(app=APP, environment=env.name, version=v2, store_block=releases.block)
     assert [r["result"] for r in again] == ["already running"] * 3
