@@ -78,7 +78,7 @@ def release(
                 appup=[i for a in plan.appups for i in a.up], builder_image=image.tag)
             put_new(store, layout.tarball_key(name, vsn), tarball, "application/gzip")
             put_new(store, layout.checksum_key(name, vsn),
-                    layout.checksum_line(sha256, name, vsn).encode(), "text/plain")
+                    layout.checksum_line(sha256, vsn).encode(), "text/plain")
             put_new(store, layout.manifest_key(name, vsn), manifest_bytes(manifest), "application/json")
             put_pointer(store, name, vsn)  # last: a deploy only ever sees a complete version
     finally:

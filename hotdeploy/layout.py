@@ -58,7 +58,7 @@ def versions_in(keys: list[str]) -> list[str]:
     return sorted(found, key=Version.parse)
 
 
-def checksum_line(sha256: str, app: str, vsn: str) -> str:
+def checksum_line(sha256: str, vsn: str) -> str:
     return f"{sha256}  {vsn}.tar.gz\n"
 
 

@@ -89,7 +89,7 @@ def test_hot_deploy_then_rollback_under_load_keeps_pids_state_and_every_request(
 def test_host_cut_off_mid_deploy_fails_the_flow_others_finish_and_a_rerun_completes(make_env, releases):
     from flows.deploy import hot_deploy
     from flows.fleet import FleetFailed
-    v1, v2 = releases.versions["v1"], releases.versions["v2"]
+    v2 = releases.versions["v2"]
     env = make_env(3)
     provision(env, releases, "v1")
     victim = env.fleet.hosts[1]

@@ -54,8 +54,7 @@ def test_bad_input_is_refused_with_a_clear_error_and_changes_nothing(fleet_on_v1
     unchanged(env, releases, pids)
 
     # a tarball that does not match its published checksum
-    block, client, _bucket = copy_store(releases, moto_url, ["v1", "v2"])
-    bucket = _bucket
+    block, client, bucket = copy_store(releases, moto_url, ["v1", "v2"])
     client.put_object(Bucket=bucket, Key=f"{APP}/{releases.versions['v2']}.tar.gz", Body=b"\x1f\x8bnot it")
     with pytest.raises(StoreError, match="is corrupt"):
         hot_deploy(app=APP, environment=env.name, version="latest", store_block=block)
@@ -115,7 +114,6 @@ def test_secrets_appear_in_no_log_line_or_artifact(fleet_on_v1, releases, prefec
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter
     from flows.deploy import hot_deploy
-    from flows.fleet import FleetFailed
     env = fleet_on_v1
     hot_deploy(app=APP, environment=env.name, version=releases.versions["v2"], store_block=releases.block)
     key_body = "".join(env.fleet.deployer_key.read_text().splitlines()[1:-1])

@@ -45,7 +45,7 @@ def test_store_layout():
     keys = ["shop/1.0.0.tar.gz", "shop/1.0.0.tar.gz.sha256", "shop/1.10.0.tar.gz", "shop/1.9.0.tar.gz",
             "shop/VERSION", "shop/junk.tar.gz", "shop/1.0.0.manifest.json"]
     assert layout.versions_in(keys) == ["1.0.0", "1.9.0", "1.10.0"]
-    assert layout.parse_checksum(layout.checksum_line("a" * 64, "shop", "1.0.0")) == "a" * 64
+    assert layout.parse_checksum(layout.checksum_line("a" * 64, "1.0.0")) == "a" * 64
     with pytest.raises(ValueError):
         layout.parse_checksum("")
     with pytest.raises(ValueError, match="invalid application name"):
