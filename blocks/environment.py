@@ -32,6 +32,9 @@ class DeployEnvironment(Block):
     release_root: str = Field(default="/srv/app", description="where the release lives on each host")
     app_port: int = 8080
     health_path: str = "/api/public/version"
+    health_status: int = Field(default=200, description="HTTP status the gate expects from health_path")
+    health_body: str = Field(default="{version}", description="body the gate expects ({version}: the release "
+                                                              "version; empty: any body)")
     health_timeout_seconds: float = 30.0
     health_soak_seconds: float = Field(default=2.0, ge=0, description="after the version answers, how long no process may crash")
     runtime_config: SecretStr = Field(default=SecretStr("[]."), description="runtime.config written beside the release (Erlang terms)")

@@ -11,7 +11,8 @@ from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from hotdeploy.rehearsal import rehearsal_gate
 from tasks.hosts import ReleaseToShip, upgrade_host
 from tasks.network import discover_hosts, sweep_expired_ingress
-from tasks.store import fetch_release, read_manifest, read_rehearsal, resolve_version
+from tasks.store import (fetch_release, fetch_upgrade_package, read_manifest, read_rehearsal, resolve_version,
+                         unpacked_size)
 
 from .fleet import run_on_fleet
 
@@ -33,6 +34,8 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
         sweep_expired_ingress(env)
         hosts = discover_hosts(env)
-        release = ReleaseToShip(app, vsn, manifest["sha256"], manifest.get("up_from", []), tarball)
+        release = ReleaseToShip(app, vsn, manifest["sha256"], manifest.get("up_from", []), tarball,
+                                unpacked_bytes=unpacked_size(tarball))
+        release.package = fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp))
         outcomes = run_on_fleet(env, hosts, upgrade_host, "hot-deploy", note=note, release=release)
     return [o.as_row() for o in outcomes]

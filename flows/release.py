@@ -18,8 +18,8 @@ from hotdeploy.layout import parse_checksum
 from hotdeploy.versions import next_version
 from tasks.container import build_release, ensure_builder_image, inspect_modules, test_in_container
 from tasks.store import download, list_versions, put_new, put_pointer, read_text
-from tasks.workspace import (describe_app, prepare_workspace, remove_workspace, restore_previous,
-                             verify_artifact, write_appups)
+from tasks.workspace import (describe_app, make_upgrade_package, prepare_workspace, remove_workspace,
+                             restore_previous, verify_artifact, write_appups)
 
 
 @flow(name="release", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -69,14 +69,19 @@ def release(
 
         with clock.step("verify"):
             facts, sha256 = verify_artifact(tarball, name, vsn, previous, previous_erts)
+            package = make_upgrade_package(tarball, workspace, name, facts, previous) if previous else None
 
         with clock.step("publish"):
             manifest = build_manifest(
                 release=name, facts=facts, previous=previous, sha256=sha256,
                 size=tarball.stat().st_size, built_at=datetime.now(timezone.utc),
                 otp_release=report.otp_release, git_commit=git_commit,
-                appup=[i for a in plan.appups for i in a.up], builder_image=image.tag)
+                appup=[i for a in plan.appups for i in a.up], builder_image=image.tag,
+                upgrade_package=package and {"from": package.upgrade_from, "sha256": package.sha256,
+                                             "size": package.size, "libs": package.libs})
             put_new(store, layout.tarball_key(name, vsn), tarball, "application/gzip")
+            if package:
+                put_new(store, layout.upgrade_package_key(name, vsn), package.path, "application/gzip")
             put_new(store, layout.checksum_key(name, vsn),
                     layout.checksum_line(sha256, vsn).encode(), "text/plain")
             put_new(store, layout.manifest_key(name, vsn), manifest_bytes(manifest), "application/json")

@@ -15,21 +15,44 @@ def script(root: str, rel: str) -> str:
     return f"{q(root)}/bin/{q(rel)}"
 
 
-def versions(root: str, rel: str) -> str:
-    return f"{script(root, rel)} versions"
-
-
-def node_pid(root: str, rel: str) -> str:
-    return f"{script(root, rel)} pid"
-
-
 def release_dir(root: str, vsn: str) -> str:
     return f"{root}/releases/{vsn}"
 
 
 def tarball_path(root: str, rel: str, vsn: str) -> str:
-    """Where relx's install/upgrade commands look for the tarball."""
+    """Where unpack_release("VSN/REL") reads the package (relx's layout)."""
     return f"{release_dir(root, vsn)}/{rel}.tar.gz"
+
+
+def package_name(rel: str, vsn: str) -> str:
+    """The name release_handler:unpack_release takes for tarball_path."""
+    return f"{vsn}/{rel}"
+
+
+def upload_path(root: str, rel: str, vsn: str) -> str:
+    """Where the SFTP upload lands before its checksum is checked."""
+    return f"{root}/releases/.{rel}-{vsn}.tar.gz.part"
+
+
+def on_node(root: str, timeout: int) -> str:
+    """Evaluate the program on stdin inside the running node: the release's
+    own `erl_call` (no VM boot), the node name and cookie option from the
+    vm.args of the release start_erl.data names, ~/.erlang.cookie otherwise."""
+    return (f"cd {q(root)} && {{ read -r erts vsn || true; }} < releases/start_erl.data && "
+            "args=releases/$vsn/vm.args && "
+            "name=$(sed -n -E 's/^-(s?name)[[:space:]]+([^[:space:]]+).*/-\\1 \\2/p' \"$args\" | head -n1) && "
+            "cookie=$(sed -n -E 's/^-setcookie[[:space:]]+([^[:space:]]+).*/\\1/p' \"$args\" | head -n1) && "
+            "{ [ -n \"$name\" ] || { echo \"no -name or -sname in $args\"; exit 1; }; } && "
+            f'exec erts-$erts/bin/erl_call $name ${{cookie:+-c \"$cookie\"}} -timeout {int(timeout)} -e')
+
+
+def stage_package(root: str, rel: str, vsn: str, sha256: str) -> str:
+    """Check the uploaded package's sha256 on the host, then move it where
+    unpack_release reads it; a mismatch removes it (exit 3)."""
+    part, final = upload_path(root, rel, vsn), tarball_path(root, rel, vsn)
+    return (f"if printf '%s  %s\\n' {q(sha256)} {q(part)} | sha256sum -c --status; then "
+            f"mkdir -p {q(release_dir(root, vsn))} && mv -f {q(part)} {q(final)}; "
+            f"else rm -f {q(part)}; echo 'package checksum mismatch after transfer: removed' >&2; exit 3; fi")
 
 
 def mkdir(path: str) -> str:
@@ -46,44 +69,6 @@ def move(src: str, dest: str) -> str:
 
 def remove(path: str) -> str:
     return f"rm -f {q(path)}"
-
-
-def validate_config(root: str, path: str) -> str:
-    """Parse PATH with file:consult in the release's own ERTS: exit 0 when it
-    holds exactly one list (a sys.config-style term), 3 otherwise."""
-    erl = (
-        f'case file:consult("{path}") of '
-        '{ok, [L]} when is_list(L) -> halt(0); '
-        '{ok, _} -> io:format("must hold exactly one list of {App, Env} terms~n"), halt(3); '
-        # Only the line number: the message would quote the offending token,
-        # and the file holds secrets.
-        '{error, {L, _, _}} -> io:format("syntax error at line ~p~n", [L]), halt(3); '
-        '{error, E} -> io:format("~s~n", [file:format_error(E)]), halt(3) end.'
-    )
-    return f"{q(root)}/erts-*/bin/erl -noshell -boot no_dot_erlang -eval {q(erl)}"
-
-
-def install(root: str, rel: str, vsn: str, permanent: bool = False) -> str:
-    """relx's install: unpacks the tarball if needed, then release_handler
-    installs VSN (an upgrade or a downgrade, whichever the relups say)."""
-    flag = "" if permanent else " --no-permanent"
-    return f"{script(root, rel)} install {q(vsn)}{flag}"
-
-
-def make_permanent(root: str, rel: str, vsn: str) -> str:
-    expr = f'ok = release_handler:make_permanent("{vsn}").'
-    return f"{script(root, rel)} eval {q(expr)}"
-
-
-def health(port: int, path: str, timeout: float = 2.0) -> str:
-    return f"curl -fsS --max-time {timeout:g} {q(f'http://127.0.0.1:{port}{path}')}"
-
-
-def crash_reports(root: str) -> str:
-    """How many crash and supervisor reports the node has logged so far: a
-    code_change that breaks a process still lets release_handler say ok."""
-    return (f"cat {q(root)}/log/erlang.log.* 2>/dev/null "
-            "| grep -c -E 'CRASH REPORT|SUPERVISOR REPORT' || true")
 
 
 def unpack_first_release(root: str, tarball: str) -> str:

@@ -1,7 +1,10 @@
-"""What to do with one host, given which releases its node knows (pure).
+"""What to do with one host, given what its node says (pure).
 
-`bin/<rel> versions` prints `* VSN<TAB>permanent|current|old|unpacked`. The
-version that runs is the `current` one if any, else the `permanent` one.
+The node answers `inspect` (tasks/erlang/on_node.erl) with the releases it
+knows (`vsn -> permanent|current|old|unpacked`), the one it RUNS (read from
+the application versions it has loaded, not inferred from `permanent`), the
+version its start script and start_erl.data would boot on a restart, and the
+files of the target release that are missing.
 """
 from __future__ import annotations
 
@@ -16,33 +19,54 @@ class NodeDown(RuntimeError):
 @dataclass(frozen=True)
 class HostReleases:
     statuses: dict[str, str] = field(default_factory=dict)
+    running: str | None = None            # None: fall back to current, then permanent
+    boots: str | None = None              # what a restart boots (start script), None: unknown
+    missing: tuple[str, ...] = ()         # files of the target release that are missing
+    pid: int | None = None
+    disk_free: int | None = None
 
-    @property
-    def running(self) -> str | None:
-        for status in ("current", "permanent"):
-            for vsn, s in self.statuses.items():
-                if s == status:
-                    return vsn
-        return None
+    def __post_init__(self):
+        if self.running is None:
+            for status in ("current", "permanent"):
+                for vsn, s in self.statuses.items():
+                    if s == status:
+                        object.__setattr__(self, "running", vsn)
+                        return
 
     @property
     def permanent(self) -> str | None:
         return next((v for v, s in self.statuses.items() if s == "permanent"), None)
 
 
-def parse_versions(output: str) -> HostReleases:
-    if "not running" in output or "Node is not" in output:
-        raise NodeDown(output.strip().splitlines()[-1] if output.strip() else "node is not running")
-    statuses = {}
-    for line in output.splitlines():
-        line = line.strip()
-        if line.startswith("*"):
-            parts = line[1:].split()
-            if len(parts) == 2:
-                statuses[parts[0]] = parts[1]
+def from_inspect(facts: dict) -> HostReleases:
+    """The node's `inspect` answer as HostReleases."""
+    statuses = {r["vsn"]: r["status"] for r in facts.get("releases", [])}
     if not statuses:
-        raise NodeDown(f"no release listed by `versions`: {output.strip()[:200]!r}")
-    return HostReleases(statuses)
+        raise NodeDown(f"the node lists no release: {facts.get('detail', '')}".strip())
+    script, start_erl = facts.get("start_script"), facts.get("start_erl")
+    boots = script or start_erl
+    if script and start_erl and script != start_erl:
+        boots = f"{script} (start script) / {start_erl} (start_erl.data)"
+    return HostReleases(statuses, running=facts.get("running"), boots=boots,
+                        missing=tuple(facts.get("target_missing", [])), pid=facts.get("os_pid"),
+                        disk_free=facts.get("disk_free"))
+
+
+def disk_shortfall(need: int, free: int | None) -> str | None:
+    """Why a transfer needing NEED bytes cannot go ahead, or None."""
+    if free is None or free >= need:
+        return None
+    return f"disk full: need {_mib(need)}, have {_mib(free)} free in the release root"
+
+
+def use_upgrade_package(running: str | None, package_from: str | None) -> bool:
+    """The upgrade package holds only what changed since PACKAGE_FROM: a host
+    running anything else gets the full tarball."""
+    return package_from is not None and running == package_from
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
 
 
 class Action(str, Enum):
@@ -66,6 +90,14 @@ def decide_upgrade(host: HostReleases, target: str, up_from: list[str], down_to:
     go down to: DOWN_TO)."""
     running = host.running
     if running == target:
+        if host.missing:
+            return Decision(Action.REFUSE, f"{target} runs, but its files are incomplete on the host "
+                                           f"({', '.join(host.missing[:5])}): a restart would fail. Remove "
+                                           f"releases/{target} and the partial lib/ directories, then deploy "
+                                           "again", running)
+        if host.permanent == target and host.boots not in (None, target):
+            return Decision(Action.FINISH, f"{target} runs and is permanent, but a restart would boot "
+                                           f"{host.boots}: gating it and making it permanent again", running)
         if host.permanent == target:
             return Decision(Action.SKIP, f"already running {target}", running)
         return Decision(Action.FINISH, f"{target} runs but is not permanent (an earlier deploy stopped "
@@ -86,4 +118,8 @@ def decide_upgrade(host: HostReleases, target: str, up_from: list[str], down_to:
                                        f"{frm}. Deploy {' or '.join(up_from) or 'a matching version'} "
                                        f"first, or build a release against {running}", running)
     present = host.statuses.get(target) in ("unpacked", "old")
+    if present and host.missing:
+        return Decision(Action.REFUSE, f"{target} is unpacked on the host but incomplete "
+                                       f"({', '.join(host.missing[:5])}): remove it (release_handler:"
+                                       f"remove_release(\"{target}\")) and deploy again", running)
     return Decision(Action.INSTALL, f"upgrade {running} -> {target}", running, needs_transfer=not present)

@@ -2,6 +2,8 @@
 
   <app>/<VSN>.tar.gz            the release tarball, never overwritten
   <app>/<VSN>.tar.gz.sha256     its checksum, `sha256sum` format
+  <app>/<VSN>.upgrade.tar.gz    only what a host on the previous version needs
+                                (releases/VSN, changed lib/ dirs; hotdeploy/package.py)
   <app>/<VSN>.manifest.json     what was built, from what, how
   <app>/<VSN>.rehearsal.json    the last rehearsal's verdict (rewritten)
   <app>/VERSION                 pointer to the newest release, written last
@@ -27,6 +29,10 @@ def check_app_name(app: str) -> str:
 
 def tarball_key(app: str, vsn: str) -> str:
     return f"{app}/{vsn}.tar.gz"
+
+
+def upgrade_package_key(app: str, vsn: str) -> str:
+    return f"{app}/{vsn}.upgrade.tar.gz"
 
 
 def checksum_key(app: str, vsn: str) -> str:

@@ -9,7 +9,7 @@ from .artifact import ReleaseFacts
 
 def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, sha256: str,
                    size: int, built_at: datetime, otp_release: str | None, git_commit: str | None,
-                   appup: list[str], builder_image: str) -> dict:
+                   appup: list[str], builder_image: str, upgrade_package: dict | None = None) -> dict:
     return {
         "app": release,
         "version": facts.version,
@@ -27,6 +27,8 @@ def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, s
         "appup": appup,
         "relup_up_instructions": facts.up_instructions,
         "builder_image": builder_image,
+        # {"from", "sha256", "size", "libs"}: the package for hosts on `from`; None: full tarball only
+        "upgrade_package": upgrade_package,
     }
 
 

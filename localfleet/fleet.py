@@ -48,6 +48,11 @@ class FleetHost:
     def restore(self) -> None:
         sh("ip", "link", "set", self.veth, "up")
 
+    def run(self, script: str, check: bool = True) -> subprocess.CompletedProcess:
+        """SCRIPT as root on the host: its network and mount namespaces (those
+        of its sshd), as an operator's shell there would run it."""
+        return sh("nsenter", "-t", str(self.sshd.pid), "-m", "-n", "sh", "-c", script, check=check)
+
     def pids(self) -> list[int]:
         out = sh("ip", "netns", "pids", self.name, check=False).stdout.split()
         return [int(p) for p in out]

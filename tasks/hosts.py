@@ -1,11 +1,13 @@
-"""Per-host steps of a hot upgrade, each one SSH step, and the per-host
-procedure that chains them (mapped over the fleet by the flows).
+"""One host's work, as one Prefect task each: upgrade (or downgrade),
+provision, inspect. Every step is logged with its timing inside the task,
+not made into a sub-task (each task run costs the server).
 
-Upgrade of one host:
-  preflight (versions, node pid) -> decide (pure) -> push tarball (SFTP) +
-  sha256 check -> write + validate runtime.config -> install, not permanent
-  -> health gate (version endpoint == target) -> make permanent;
-  a failed install or gate -> back to the previous version, reported as such.
+Upgrade of one host, over one SSH connection:
+  inspect (the node says what it runs) -> decide (pure) -> [SFTP the package]
+  -> SFTP the runtime config -> one remote program, evaluated inside the node
+  (tasks/erlang/on_node.erl): checksum, config check, unpack, install without
+  permanence, gate, permanent; or, on a failed install or gate, back to the
+  previous release, gated too.
 """
 from __future__ import annotations
 
@@ -18,13 +20,14 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.environment import DeployEnvironment
+from hotdeploy import agent
 from hotdeploy import commands as cmd
-from hotdeploy.hostplan import Action, HostReleases, NodeDown, decide_upgrade, parse_versions
+from hotdeploy.agent import Atom, NodeUnreachable, ProgramFailed
+from hotdeploy.hostplan import (Action, HostReleases, NodeDown, decide_upgrade, disk_shortfall, from_inspect,
+                                use_upgrade_package)
 
-from .remote import Connection, Host, RemoteError
-
-STEP = dict(cache_policy=NO_CACHE)
-RETRIED_STEP = dict(retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)
+from .remote import CommandTimeout, Connection, Host, RemoteError
+from .store import Package
 
 
 @dataclass
@@ -35,6 +38,8 @@ class ReleaseToShip:
     up_from: list[str]
     tarball: Path | None = None                          # None: nothing to push (rollback)
     down_paths: dict[str, list[str]] | None = None       # rollback: running vsn -> versions its relup goes down to
+    unpacked_bytes: int = 0                              # room the tarball needs on a host (tarball + contents)
+    package: Package | None = None                       # the upgrade package, for hosts on package.upgrade_from
 
 
 @dataclass
@@ -43,11 +48,13 @@ class HostOutcome:
     address: str
     from_version: str | None = None
     to_version: str | None = None
-    result: str = "pending"          # upgraded | rolled back | already running | refused | failed
+    result: str = "pending"          # upgraded | downgraded | rolled back | already running | refused | failed
     detail: str = ""
     pid_before: int | None = None
     pid_after: int | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
+    sent_bytes: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)          # deployer-side steps, adding up
+    node_seconds: dict[str, float] = field(default_factory=dict)     # inside "on node", as the node timed them
 
     @property
     def ok(self) -> bool:
@@ -63,99 +70,12 @@ class HostFailed(RuntimeError):
         self.outcome = outcome
 
 
-@task(**RETRIED_STEP)
-def read_releases(conn: Connection, env: DeployEnvironment, app: str) -> HostReleases:
-    return parse_versions(conn.run(cmd.versions(env.release_root, app), timeout=30).output)
-
-
-@task(**RETRIED_STEP)
-def read_node_pid(conn: Connection, env: DeployEnvironment, app: str) -> int | None:
-    result = conn.run(cmd.node_pid(env.release_root, app), timeout=30)
-    text = result.stdout.strip().splitlines()
-    return int(text[-1]) if result.exit_code == 0 and text and text[-1].isdigit() else None
-
-
-@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def push_release(conn: Connection, env: DeployEnvironment, release: ReleaseToShip) -> None:
-    """SFTP the tarball beside its final name, check sha256 on the host before
-    anything uses it, then move it where relx's install looks."""
-    final = cmd.tarball_path(env.release_root, release.app, release.version)
-    part = final + ".part"
-    conn.check(cmd.mkdir(cmd.release_dir(env.release_root, release.version)))
-    conn.put_file(str(release.tarball), part)
-    digest = conn.check(cmd.sha256sum(part)).stdout.split()[0]
-    if digest != release.sha256:
-        conn.run(cmd.remove(part))
-        raise RemoteError(f"{conn.host}: tarball checksum mismatch after transfer ({digest} != "
-                          f"{release.sha256}); removed, nothing installed")
-    conn.check(cmd.move(part, final))
-
-
-@task(**RETRIED_STEP)
-def write_runtime_config(conn: Connection, env: DeployEnvironment) -> None:
-    """runtime.config is re-read at every hot upgrade: validate before it
-    replaces the one in place (a bad one is ignored silently at upgrade and
-    fatal at the next boot)."""
-    root = env.release_root
-    staged = f"{root}/runtime.config.new"
-    conn.put_text(env.runtime_config.get_secret_value(), staged)
-    check = conn.run(cmd.validate_config(root, staged), timeout=60)
-    if check.exit_code != 0:
-        conn.run(cmd.remove(staged))
-        raise RemoteError(f"{conn.host}: the environment's runtime_config is not valid Erlang config: "
-                          f"{check.output[-300:]}")
-    conn.check(cmd.move(staged, f"{root}/runtime.config"))
-
-
-@task(**STEP)
-def install_release(conn: Connection, env: DeployEnvironment, app: str, version: str, permanent: bool) -> None:
-    conn.check(cmd.install(env.release_root, app, version, permanent), what=f"install {version}")
-
-
-@task(**RETRIED_STEP)
-def count_crash_reports(conn: Connection, env: DeployEnvironment) -> int:
-    out = conn.run(cmd.crash_reports(env.release_root), timeout=15).stdout.strip()
-    return int(out) if out.isdigit() else 0
-
-
-@task(**STEP)
-def health_gate(conn: Connection, env: DeployEnvironment, version: str, crashes_before: int | None = None) -> str:
-    """Wait until the version endpoint answers VERSION, then, for
-    health_soak_seconds, that no process crashed (release_handler reports
-    success even when a code_change leaves a process that crashes)."""
-    deadline = time.monotonic() + env.health_timeout_seconds
-    seen = ""
-    while True:
-        result = conn.run(cmd.health(env.app_port, env.health_path), timeout=10)
-        seen = result.output if result.exit_code == 0 else f"(curl exit {result.exit_code}) {result.output}"
-        if result.exit_code == 0 and result.stdout.strip() == version:
-            break
-        if time.monotonic() > deadline:
-            raise RemoteError(f"{conn.host}: health gate: {env.health_path} answered {seen[-200:]!r}, "
-                              f"not {version}, within {env.health_timeout_seconds:g} s")
-        time.sleep(0.5)
-    if crashes_before is not None:
-        time.sleep(env.health_soak_seconds)
-        crashes = count_crash_reports.fn(conn, env)
-        if crashes > crashes_before:
-            raise RemoteError(f"{conn.host}: health gate: {crashes - crashes_before} process crash report(s) "
-                              f"in log/erlang.log.* since the install of {version} (a code_change that "
-                              "does not match the state?)")
-    return seen
-
-
-@task(**RETRIED_STEP)
-def make_permanent(conn: Connection, env: DeployEnvironment, app: str, version: str) -> None:
-    conn.check(cmd.make_permanent(env.release_root, app, version), what=f"make {version} permanent")
-
-
-@task(**STEP)
-def record(conn: Connection, env: DeployEnvironment, outcome: HostOutcome, run_id: str) -> None:
-    """Append the outcome to <root>/hotdeploy.log on the host itself (best
-    effort, short: the flow's summary holds the same record)."""
-    line = (f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} run={run_id} from={outcome.from_version} "
-            f"to={outcome.to_version} result={outcome.result}")
-    conn.run(cmd.append_log(env.release_root, line), timeout=5)
+def _timed(outcome: HostOutcome, name: str, fn, *args, **kwargs):
+    start = time.monotonic()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        outcome.seconds[name] = round(time.monotonic() - start, 3)
 
 
 def _connect(env: DeployEnvironment, host: Host, outcome: HostOutcome, unreachable: str = "failed") -> Connection:
@@ -166,12 +86,103 @@ def _connect(env: DeployEnvironment, host: Host, outcome: HostOutcome, unreachab
         raise HostFailed(outcome) from None
 
 
-def _timed(outcome: HostOutcome, name: str, fn, *args):
-    start = time.monotonic()
+def _health(env: DeployEnvironment) -> dict:
+    return agent.Health(env.app_port, env.health_path, env.health_status, env.health_body).as_param()
+
+
+def _params(env: DeployEnvironment, app: str, op: str, **extra) -> dict:
+    return {"op": Atom(op), "root": env.release_root, "rel": app, "app": Atom(app), **extra}
+
+
+def _gate_params(env: DeployEnvironment) -> dict:
+    return {"health": _health(env), "health_timeout_ms": int(env.health_timeout_seconds * 1000),
+            "soak_ms": int(env.health_soak_seconds * 1000),
+            "install_timeout_ms": int(env.command_timeout_seconds * 1000)}
+
+
+def _program_timeout(env: DeployEnvironment) -> int:
+    """Install and gate, then possibly the way back with its own gate."""
+    once = env.command_timeout_seconds + env.health_timeout_seconds + env.health_soak_seconds
+    return int(2 * once + 30)
+
+
+def ask_node(conn: Connection, env: DeployEnvironment, params: dict, timeout: float | None = None,
+             before: str = "") -> dict:
+    """Run the node program with PARAMS in the host's running node; BEFORE is
+    a shell command that must succeed first (in the same SSH command)."""
+    limit = int(timeout or 30)
+    line = (before + " && " if before else "") + cmd.on_node(env.release_root, limit)
     try:
-        return fn(*args)
-    finally:
-        outcome.seconds[name] = round(time.monotonic() - start, 3)
+        result = conn.run(line, timeout=limit + 5, stdin=agent.program(params))
+    except CommandTimeout:
+        raise RemoteError(f"{conn.host}: no answer from the node program within {limit + 5} s (link cut or "
+                          f"node stuck); the node records each step in {env.release_root}/hotdeploy.log, and "
+                          "a rerun reads what it runs") from None
+    if result.exit_code == 3 and "checksum" in result.stderr:
+        raise RemoteError(f"{conn.host}: {result.stderr.strip()}; nothing installed")
+    try:
+        return agent.parse_answer(result.stdout)
+    except NodeUnreachable as e:
+        raise NodeDown(f"{conn.host}: the node does not answer ({e}{'; ' + result.stderr.strip()[-200:] if result.stderr.strip() else ''})") from None
+    except ProgramFailed as e:
+        raise RemoteError(f"{conn.host}: the node program failed: {e}") from None
+
+
+def inspect_node(conn: Connection, env: DeployEnvironment, app: str, target: str | None = None,
+                 health: bool = False) -> tuple[HostReleases, dict]:
+    extra = {"target": target} if target else {}
+    if health:
+        extra["health"] = _health(env)
+    facts = ask_node(conn, env, _params(env, app, "inspect", **extra))
+    if facts.get("result") == "failed":
+        raise NodeDown(f"{conn.host}: {facts.get('detail')}")
+    return from_inspect(facts), facts
+
+
+def _record_prefix(run_id: str) -> str:
+    return f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} run={run_id}"
+
+
+def _push_package(conn: Connection, env: DeployEnvironment, release: ReleaseToShip, path: Path) -> None:
+    part = cmd.upload_path(env.release_root, release.app, release.version)
+    try:
+        conn.put_file(str(path), part)
+    except RemoteError as e:
+        try:  # never leave a partial upload behind (a cut link: the next upload replaces it)
+            conn.run(cmd.remove(part), timeout=15)
+            left = "the partial upload was removed"
+        except RemoteError:
+            left = f"the partial upload {part} could not be removed (the next upload replaces it)"
+        raise RemoteError(f"{e}; {left}") from None
+
+
+_RESULTS = {"rolled_back": "rolled back", "failed": "failed", "restarted": "restarted"}
+
+
+def _after_lost_answer(conn: Connection, env: DeployEnvironment, app: str, before: dict, error: Exception,
+                       run_id: str, target: str) -> dict:
+    """The node program died with its answer: release_handler's answer to an
+    install that failed mid-relup (a code_change past its 5 s, a crash) is to
+    restart the node's applications in the old release, which kills every
+    process, ours too. Ask the node again what it runs; say what happened."""
+    deadline = time.monotonic() + env.health_timeout_seconds
+    while True:
+        try:
+            state, facts = inspect_node(conn, env, app, health=True)
+            if facts.get("answers") or time.monotonic() > deadline:
+                break
+        except NodeDown:
+            if time.monotonic() > deadline:
+                raise RemoteError(f"{error}; the node does not answer since: needs attention") from None
+        time.sleep(0.3)
+    if facts.get("app_sup") != before.get("app_sup"):
+        detail = (f"the install failed and release_handler restarted the node's applications in {state.running} "
+                  f"(same OS process, in-memory state lost); the endpoint answers: {facts.get('answer')}")
+        record = f"{_record_prefix(run_id)} to={target} result=restarted running={state.running}"
+        conn.run(cmd.append_log(env.release_root, record), timeout=15)
+        return {"result": "restarted" if facts.get("answers") else "failed", "detail": detail,
+                "pid_after": state.pid}
+    raise RemoteError(f"{error}; the node now runs {state.running}: rerun to finish or go back") from None
 
 
 @task(task_run_name="upgrade-{host.name}", cache_policy=NO_CACHE)
@@ -183,12 +194,9 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
     outcome = HostOutcome(host.name, host.address, to_version=release.version)
     conn = _connect(env, host, outcome)
     try:
-        state = _timed(outcome, "preflight", read_releases, conn, env, release.app)
-        outcome.from_version = state.running
-        outcome.pid_before = read_node_pid(conn, env, release.app)
-        down_to = None
-        if release.down_paths is not None:
-            down_to = release.down_paths.get(state.running or "", [])
+        state, facts = _timed(outcome, "preflight", inspect_node, conn, env, release.app, release.version)
+        outcome.from_version, outcome.pid_before = state.running, state.pid
+        down_to = None if release.down_paths is None else release.down_paths.get(state.running or "", [])
         decision = decide_upgrade(state, release.version, release.up_from, down_to)
         log.info("%s: %s", host, decision.reason)
         if decision.action is Action.SKIP:
@@ -198,57 +206,56 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
         if decision.action is Action.REFUSE:
             outcome.result, outcome.detail = "refused", decision.reason
             raise HostFailed(outcome)
+        stage = ""
+        params = _params(env, release.app, "upgrade", vsn=release.version,
+                         previous=state.running if decision.action is Action.INSTALL else (state.permanent or ""),
+                         mode=Atom("install" if decision.action is Action.INSTALL else "finish"),
+                         record=_record_prefix(run_id), **_gate_params(env))
         if decision.needs_transfer:
-            _timed(outcome, "transfer", push_release, conn, env, release)
-        _timed(outcome, "config", write_runtime_config, conn, env)
-        if decision.action is Action.INSTALL:
-            record(conn, env, HostOutcome(host.name, host.address, state.running, release.version, "begin"), run_id)
-            crashes = count_crash_reports(conn, env)
-            try:
-                _timed(outcome, "install", install_release, conn, env, release.app, release.version, False)
-                _timed(outcome, "gate", health_gate, conn, env, release.version, crashes)
-            except RemoteError as e:
-                _back_to(conn, env, release.app, state.running, outcome, str(e))
-                raise HostFailed(outcome) from None
-        else:  # FINISH: installed by an earlier run that stopped before making it permanent
-            try:
-                _timed(outcome, "gate", health_gate, conn, env, release.version, count_crash_reports(conn, env))
-            except RemoteError as e:
-                previous = state.permanent
-                _back_to(conn, env, release.app, previous, outcome, str(e))
-                raise HostFailed(outcome) from None
-        _timed(outcome, "permanent", make_permanent, conn, env, release.app, release.version)
-        outcome.result = "downgraded" if release.down_paths is not None else "upgraded"
-        outcome.pid_after = read_node_pid(conn, env, release.app)
-        return outcome
+            delta = release.package if use_upgrade_package(
+                state.running, release.package and release.package.upgrade_from) else None
+            path, sha256, need = ((delta.path, delta.sha256, delta.unpacked_bytes) if delta else
+                                  (release.tarball, release.sha256, release.unpacked_bytes))
+            short = disk_shortfall(need, state.disk_free)
+            if short:
+                outcome.result, outcome.detail = "failed", f"{short}; nothing transferred, nothing changed"
+                raise HostFailed(outcome)
+            _timed(outcome, "transfer", _push_package, conn, env, release, path)
+            outcome.sent_bytes = path.stat().st_size
+            log.info("%s: sent the %s (%d bytes)", host, "upgrade package" if delta else "full tarball",
+                     outcome.sent_bytes)
+            stage = cmd.stage_package(env.release_root, release.app, release.version, sha256)
+            params["package"] = cmd.package_name(release.app, release.version)
+        staged = f"{env.release_root}/runtime.config.new"
+        _timed(outcome, "config", conn.put_text, env.runtime_config.get_secret_value(), staged)
+        params["config"] = staged
+        try:
+            answer = _timed(outcome, "on node", ask_node, conn, env, params, _program_timeout(env), stage)
+        except (RemoteError, NodeDown) as e:
+            answer = _after_lost_answer(conn, env, release.app, facts, e, run_id, release.version)
+        if answer["result"] == "node_restarting":
+            answer = _after_lost_answer(conn, env, release.app, facts, RemoteError(answer.get("detail", "")),
+                                        run_id, release.version)
+        outcome.node_seconds = dict(sorted(answer.get("steps", {}).items()))
+        log.info("%s: on the node: %s", host,
+                 ", ".join(f"{k} {v:.3f}s" for k, v in sorted(answer.get("steps", {}).items())) or "nothing")
+        outcome.pid_after = answer.get("pid_after", outcome.pid_before)
+        if answer["result"] == "done":
+            outcome.result = "downgraded" if release.down_paths is not None else "upgraded"
+            outcome.detail = decision.reason
+            return outcome
+        outcome.result = _RESULTS.get(answer["result"], "failed")
+        outcome.detail = f"{answer.get('detail', '')}"
+        if outcome.result == "rolled back":
+            log.warning("%s: %s", host, outcome.detail)
+        raise HostFailed(outcome)
     except HostFailed:
         raise
     except (RemoteError, NodeDown) as e:
         outcome.result, outcome.detail = "failed", str(e)
         raise HostFailed(outcome) from None
     finally:
-        if outcome.result not in ("pending",):
-            try:
-                record(conn, env, outcome, run_id)
-            except Exception:  # the record is best effort; the flow's summary has it too
-                pass
         conn.close()
-
-
-def _back_to(conn: Connection, env: DeployEnvironment, app: str, previous: str | None,
-             outcome: HostOutcome, why: str) -> None:
-    """After a failed install or gate: return to PREVIOUS and say so."""
-    get_run_logger().warning("%s: %s; going back to %s", conn.host, why, previous)
-    try:
-        state = read_releases.fn(conn, env, app)
-        if previous and state.running != previous:
-            install_release.fn(conn, env, app, previous, True)
-        outcome.result = "rolled back"
-        outcome.detail = f"{why}; back on {previous}"
-        outcome.pid_after = read_node_pid.fn(conn, env, app)
-    except (RemoteError, NodeDown) as e:
-        outcome.result = "failed"
-        outcome.detail = f"{why}; going back to {previous} failed too: {e}"
 
 
 @task(task_run_name="provision-{host.name}", cache_policy=NO_CACHE)
@@ -256,30 +263,32 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
     """First install on a bare host (the seed's Ansible role + Upstart job):
     release root, unpacked release, runtime config, a systemd unit (enabled
     where systemd runs; otherwise the release starts as a daemon under a
-    timeout), then the version endpoint. A host whose node already answers is
-    left as it is."""
+    timeout), then the gate. A host whose node already answers is left as it is."""
     log = get_run_logger()
     root, app, vsn = env.release_root, release.app, release.version
     outcome = HostOutcome(host.name, host.address, to_version=vsn)
     conn = _connect(env, host, outcome)
     try:
-        try:
-            state = read_releases.fn(conn, env, app)
-            outcome.from_version = outcome.to_version = state.running
-            outcome.result, outcome.detail = "already running", f"provisioned already, runs {state.running}"
-            outcome.pid_before = outcome.pid_after = read_node_pid.fn(conn, env, app)
-            return outcome
-        except (NodeDown, RemoteError):
-            pass
-        if conn.run(f"test -x {cmd.script(root, app)}").exit_code != 0:
+        if conn.run(f"test -x {cmd.script(root, app)}").exit_code == 0:
+            try:
+                state, _ = inspect_node(conn, env, app)
+                outcome.from_version = outcome.to_version = state.running
+                outcome.result, outcome.detail = "already running", f"provisioned already, runs {state.running}"
+                outcome.pid_before = outcome.pid_after = state.pid
+                return outcome
+            except NodeDown:
+                log.info("%s: the release is there but its node does not answer: starting it", host)
+        else:
             staged = f"/tmp/hotdeploy-{app}-{vsn}.tar.gz"
             conn.check(cmd.mkdir(f"{root}/log"))
-            conn.put_file(str(release.tarball), staged)
+            _timed(outcome, "transfer", conn.put_file, str(release.tarball), staged)
             if conn.check(cmd.sha256sum(staged)).stdout.split()[0] != release.sha256:
-                raise RemoteError(f"{host}: tarball checksum mismatch after transfer")
+                conn.run(cmd.remove(staged))
+                raise RemoteError(f"{host}: tarball checksum mismatch after transfer; removed, nothing installed")
             _timed(outcome, "unpack", conn.check, cmd.unpack_first_release(root, staged))
             conn.run(cmd.remove(staged))
-        _timed(outcome, "config", write_runtime_config.fn, conn, env)
+        # The node is not up yet, so the config is checked by the first boot (and the gate).
+        conn.put_text(env.runtime_config.get_secret_value(), f"{root}/runtime.config")
         conn.check(cmd.ensure_cookie(), what="create the Erlang cookie")
         unit_path = f"{root}/{app}.service"
         conn.put_text(cmd.systemd_unit(root, app, env.ssh_user), unit_path, mode=0o644)
@@ -288,10 +297,12 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
         else:
             log.info("%s: no systemd; starting the release as a daemon", host)
             _timed(outcome, "start", conn.check, cmd.start_daemon(root, app, 60), None, "start the node")
-        _timed(outcome, "gate", health_gate.fn, conn, env, vsn)
+        answer = _timed(outcome, "gate", _gate_after_start, conn, env, app, vsn)
+        if answer.get("result") != "done":
+            raise RemoteError(f"{host}: {answer.get('detail')}")
+        state, _ = inspect_node(conn, env, app)
         outcome.result, outcome.detail = "upgraded", "provisioned"
-        outcome.pid_after = read_node_pid.fn(conn, env, app)
-        record.fn(conn, env, outcome, run_id)
+        outcome.from_version, outcome.pid_after = None, state.pid
         return outcome
     except (RemoteError, NodeDown) as e:
         outcome.result, outcome.detail = "failed", str(e)
@@ -300,21 +311,34 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
         conn.close()
 
 
+def _gate_after_start(conn: Connection, env: DeployEnvironment, app: str, vsn: str) -> dict:
+    """The gate, once the freshly started node answers erl_call at all."""
+    deadline = time.monotonic() + env.health_timeout_seconds
+    while True:
+        try:
+            return ask_node(conn, env, _params(env, app, "gate", vsn=vsn, **_gate_params(env)),
+                            _program_timeout(env))
+        except NodeDown:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 @task(task_run_name="status-{host.name}", cache_policy=NO_CACHE)
 def inspect_host(env: DeployEnvironment, host: Host, app: str, run_id: str) -> HostOutcome:
-    """Read-only: the releases the node knows, which runs and which is
-    permanent, the node's pid, and what the version endpoint answers."""
+    """Read-only: the releases the node knows, which it runs and which is
+    permanent, what a restart would boot, its pid, what the endpoint answers."""
     outcome = HostOutcome(host.name, host.address)
     conn = _connect(env, host, outcome, unreachable="unreachable")
     try:
-        state = read_releases.fn(conn, env, app)
+        state, facts = inspect_node(conn, env, app, health=True)
         outcome.from_version = state.running
         outcome.to_version = state.permanent
-        outcome.pid_before = outcome.pid_after = read_node_pid.fn(conn, env, app)
-        answer = conn.run(cmd.health(env.app_port, env.health_path), timeout=10)
-        said = answer.stdout.strip() if answer.exit_code == 0 else f"no answer (curl exit {answer.exit_code})"
-        outcome.detail = (" ".join(f"{v}:{s}" for v, s in state.statuses.items()) + f"; endpoint: {said}")
-        outcome.result = "answering" if said == state.running else "not answering"
+        outcome.pid_before = outcome.pid_after = state.pid
+        said = facts.get("answer", "")
+        boots = f"; a restart boots {state.boots}" if state.boots not in (None, state.running) else ""
+        outcome.detail = (" ".join(f"{v}:{s}" for v, s in state.statuses.items()) + f"; endpoint: {said}" + boots)
+        outcome.result = "answering" if facts.get("answers") else "not answering"
         if outcome.result != "answering":
             raise HostFailed(outcome)
         return outcome

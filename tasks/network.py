@@ -13,6 +13,7 @@ from blocks.environment import DeployEnvironment
 from hotdeploy import ingress
 from hotdeploy.ingress import Rule
 
+from . import aws
 from .remote import Host
 
 EC2_RETRIES = dict(retries=3, retry_delay_seconds=[1, 3, 8], cache_policy=NO_CACHE)
@@ -23,8 +24,7 @@ class NoHosts(LookupError):
 
 
 def _ec2(env: DeployEnvironment):
-    return env.aws_credentials.get_boto3_session().client(
-        "ec2", **env.aws_credentials.aws_client_parameters.get_params_override())
+    return aws.client(env.aws_credentials, "ec2")
 
 
 def hosts_from_reservations(reservations: list[dict], address: str) -> list[Host]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -74,12 +75,33 @@ def _host_keys(known_hosts: str) -> paramiko.HostKeys:
     return keys
 
 
+def _short(command: str) -> str:
+    return command if len(command) <= 100 else command[:97] + "..."
+
+
 class Connection:
     """One SSH connection to a host, used for all of that host's steps."""
 
     def __init__(self, env: DeployEnvironment, host: Host, attempts: int = 3):
         self.env, self.host = env, host
         self.client = self._connect(attempts)
+
+    def _socket(self) -> socket.socket:
+        """TCP to the host, retried fast while a fresh ingress rule takes
+        effect: short waits for the first SYNs (the kernel would resend only
+        after 1 s), within connect_timeout_seconds in all."""
+        env, host = self.env, self.host
+        deadline = time.monotonic() + env.connect_timeout_seconds
+        wait = 0.2
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return socket.create_connection((host.address, env.ssh_port), timeout=max(0.05, min(wait, left)))
+            except OSError:
+                if time.monotonic() + 0.05 >= deadline:
+                    raise
+                time.sleep(0.05 if wait < 1 else 0.2)
+                wait = min(wait * 2, 2.0)
 
     def _connect(self, attempts: int) -> paramiko.SSHClient:
         env, host = self.env, self.host
@@ -93,7 +115,7 @@ class Connection:
                     client.get_host_keys().add(name, keytype, key)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
             try:
-                sock = socket.create_connection((host.address, env.ssh_port), timeout=env.connect_timeout_seconds)
+                sock = self._socket()
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # ~45 ms saved per command
                 client.connect(host.address, port=env.ssh_port, username=env.ssh_user, pkey=pkey, sock=sock,
                                timeout=env.connect_timeout_seconds, banner_timeout=env.connect_timeout_seconds,
@@ -121,25 +143,29 @@ class Connection:
             except OSError as e:
                 client.close()
                 last = e
-            time.sleep(min(2 ** attempt, 5))
+            time.sleep(min(0.5 * 2 ** attempt, 3))
         raise RemoteError(f"{host}: unreachable over SSH after {attempts} attempts: {last}")
 
-    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+    def run(self, command: str, timeout: float | None = None, stdin: str | None = None) -> CommandResult:
         timeout = timeout or self.env.command_timeout_seconds
         try:
-            _, stdout, stderr = self.client.exec_command(command, timeout=timeout)
+            writer, stdout, stderr = self.client.exec_command(command, timeout=timeout)
             channel = stdout.channel
+            if stdin is not None:
+                writer.write(stdin)
+                writer.flush()
+                channel.shutdown_write()
             deadline = time.monotonic() + timeout
             while not channel.exit_status_ready():
                 if time.monotonic() > deadline:
                     channel.close()
-                    raise CommandTimeout(f"{self.host}: `{command}` did not finish within {timeout:g} s")
+                    raise CommandTimeout(f"{self.host}: `{_short(command)}` did not finish within {timeout:g} s")
                 time.sleep(0.02)
             out = stdout.read().decode(errors="replace")
             err = stderr.read().decode(errors="replace")
             return CommandResult(command, channel.recv_exit_status(), out, err)
         except (socket.timeout, paramiko.SSHException, OSError) as e:
-            raise RemoteError(f"{self.host}: `{command}` failed: {e or type(e).__name__}") from None
+            raise RemoteError(f"{self.host}: `{_short(command)}` failed: {e or type(e).__name__}") from None
 
     def check(self, command: str, timeout: float | None = None, what: str | None = None) -> CommandResult:
         result = self.run(command, timeout)
@@ -158,11 +184,31 @@ class Connection:
         return paramiko.SFTPClient(channel)
 
     def put_file(self, local_path: str, remote_path: str) -> None:
+        """Upload, with a watchdog: paramiko's writes retry forever on a cut
+        link once the socket buffer is full, so a transfer that makes no
+        progress for command_timeout_seconds closes the connection."""
+        last = [time.monotonic()]
+        done = threading.Event()
+        stalled = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(0.5):
+                if time.monotonic() - last[0] > self.env.command_timeout_seconds:
+                    stalled.set()
+                    self.client.close()
+                    return
+        watchdog = threading.Thread(target=watch, daemon=True)
+        watchdog.start()
         try:
             with self._sftp() as sftp:
-                sftp.put(local_path, remote_path)
-        except (socket.timeout, paramiko.SSHException, OSError) as e:
+                sftp.put(local_path, remote_path, callback=lambda *_: last.__setitem__(0, time.monotonic()))
+        except (socket.timeout, paramiko.SSHException, OSError, EOFError) as e:
+            if stalled.is_set():
+                raise RemoteError(f"{self.host}: upload to {remote_path} made no progress for "
+                                  f"{self.env.command_timeout_seconds:g} s (link cut?); connection closed") from None
             raise RemoteError(f"{self.host}: upload to {remote_path} failed: {e or type(e).__name__}") from None
+        finally:
+            done.set()
 
     def put_text(self, text: str, remote_path: str, mode: int = 0o600) -> None:
         """Write TEXT (it may be secret: it never appears in a command line or error)."""

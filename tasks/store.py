@@ -7,15 +7,19 @@ the checksum stored in the object's metadata.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect_aws import S3Bucket
 
 from hotdeploy import layout
+
+from . import aws
 
 S3_RETRIES = dict(retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NO_CACHE)
 
@@ -28,8 +32,35 @@ class VersionExists(StoreError):
     pass
 
 
+class MissingObject(StoreError):
+    pass
+
+
+@dataclass
+class Package:
+    """An upgrade package: only what a host running UPGRADE_FROM lacks."""
+    path: Path
+    sha256: str
+    upgrade_from: str
+    unpacked_bytes: int
+
+
+def _s3_call(fn):
+    """Name S3 in transport failures (no answer, refused, timed out): a bare
+    botocore error says only an URL. The task's retries still apply."""
+    @functools.wraps(fn)
+    def call(store: S3Bucket, *args, **kwargs):
+        try:
+            return fn(store, *args, **kwargs)
+        except BotoCoreError as e:
+            endpoint = store.credentials.aws_client_parameters.endpoint_url or "AWS"
+            raise StoreError(f"the package store (S3 bucket {store.bucket_name} at {endpoint}) did not "
+                             f"answer: {e}") from None
+    return call
+
+
 def _client(store: S3Bucket):
-    return store.credentials.get_s3_client()
+    return aws.client(store.credentials, "s3")
 
 
 def _key(store: S3Bucket, key: str) -> str:
@@ -49,7 +80,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def unpacked_size(path: Path) -> int:
+    """Bytes a host needs to receive and unpack the package at PATH."""
+    import tarfile
+    with tarfile.open(path, "r:gz") as tar:
+        return path.stat().st_size + sum(m.size for m in tar.getmembers())
+
+
 @task(**S3_RETRIES)
+@_s3_call
 def list_versions(store: S3Bucket, app: str) -> list[str]:
     """Every published version of APP, oldest first."""
     client, keys = _client(store), []
@@ -61,6 +100,7 @@ def list_versions(store: S3Bucket, app: str) -> list[str]:
 
 
 @task(**S3_RETRIES)
+@_s3_call
 def read_text(store: S3Bucket, key: str) -> str | None:
     """An object's text, or None when it does not exist."""
     try:
@@ -73,18 +113,20 @@ def read_text(store: S3Bucket, key: str) -> str | None:
 
 
 @task(**S3_RETRIES)
+@_s3_call
 def download(store: S3Bucket, key: str, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         _client(store).download_file(store.bucket_name, _key(store, key), str(dest))
     except ClientError as e:
         if _missing(e):
-            raise StoreError(f"s3://{store.bucket_name}/{_key(store, key)} does not exist") from None
+            raise MissingObject(f"s3://{store.bucket_name}/{_key(store, key)} does not exist") from None
         raise
     return dest
 
 
 @task(**S3_RETRIES)
+@_s3_call
 def put_new(store: S3Bucket, key: str, body: bytes | Path, content_type: str = "application/octet-stream") -> str:
     """Create KEY; never overwrite it. Returns the sha256 of what is stored."""
     data = body.read_bytes() if isinstance(body, Path) else body
@@ -108,6 +150,7 @@ def put_new(store: S3Bucket, key: str, body: bytes | Path, content_type: str = "
 
 
 @task(**S3_RETRIES)
+@_s3_call
 def put_pointer(store: S3Bucket, app: str, vsn: str) -> None:
     """Move APP's VERSION pointer to VSN (the only object ever rewritten)."""
     _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.pointer_key(app)),
@@ -120,6 +163,7 @@ class UnknownVersion(StoreError):
 
 
 @task(**S3_RETRIES)
+@_s3_call
 def resolve_version(store: S3Bucket, app: str, version: str) -> str:
     """`latest` (the VERSION pointer) or an explicit, valid, published version."""
     from hotdeploy.versions import Version
@@ -137,6 +181,7 @@ def resolve_version(store: S3Bucket, app: str, version: str) -> str:
 
 
 @task(**S3_RETRIES)
+@_s3_call
 def read_manifest(store: S3Bucket, app: str, vsn: str) -> dict:
     import json
     text = read_text.fn(store, layout.manifest_key(app, vsn))
@@ -146,17 +191,39 @@ def read_manifest(store: S3Bucket, app: str, vsn: str) -> dict:
 
 
 @task(**S3_RETRIES)
-def fetch_release(store: S3Bucket, app: str, vsn: str, expected_sha256: str, dest_dir: Path) -> Path:
-    """Download a release tarball and check it against its published sha256."""
-    dest = download.fn(store, layout.tarball_key(app, vsn), dest_dir / f"{app}-{vsn}.tar.gz")
+@_s3_call
+def fetch_release(store: S3Bucket, app: str, vsn: str, expected_sha256: str, dest_dir: Path,
+                  upgrade_package: bool = False) -> Path:
+    """Download a release tarball (or its upgrade package) and check it
+    against its published sha256."""
+    key = layout.upgrade_package_key(app, vsn) if upgrade_package else layout.tarball_key(app, vsn)
+    dest = download.fn(store, key, dest_dir / key.rsplit("/", 1)[-1])
     actual = sha256_file(dest)
     if actual != expected_sha256:
-        raise StoreError(f"{app} {vsn} in the store is corrupt: sha256 {actual}, manifest says "
-                         f"{expected_sha256}. Nothing was deployed")
+        what = "upgrade package" if upgrade_package else "tarball"
+        raise StoreError(f"{app} {vsn} in the store is corrupt: its {what} has sha256 {actual}, the manifest "
+                         f"says {expected_sha256}. Nothing was deployed")
     return dest
 
 
 @task(**S3_RETRIES)
+@_s3_call
+def fetch_upgrade_package(store: S3Bucket, app: str, vsn: str, published: dict | None, dest_dir: Path):
+    """The upgrade package the manifest lists (checked against its sha256),
+    or None: none published, or missing from the store (then every host gets
+    the full tarball, with a warning; a corrupt one fails the run)."""
+    if not published:
+        return None
+    try:
+        path = fetch_release.fn(store, app, vsn, published["sha256"], dest_dir, upgrade_package=True)
+    except MissingObject as e:
+        get_run_logger().warning("%s; every host gets the full tarball", e)
+        return None
+    return Package(path, published["sha256"], published["from"], unpacked_size(path))
+
+
+@task(**S3_RETRIES)
+@_s3_call
 def read_rehearsal(store: S3Bucket, app: str, vsn: str) -> dict | None:
     import json
     text = read_text.fn(store, layout.rehearsal_key(app, vsn))
@@ -164,6 +231,7 @@ def read_rehearsal(store: S3Bucket, app: str, vsn: str) -> dict | None:
 
 
 @task(**S3_RETRIES)
+@_s3_call
 def put_rehearsal(store: S3Bucket, app: str, vsn: str, record: dict) -> None:
     """The rehearsal verdict beside the manifest (rewritten by each rehearsal;
     the manifest and tarball stay immutable)."""

@@ -14,7 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from hotdeploy import layout
 from hotdeploy.appup import AppupPlan
-from hotdeploy.artifact import ArtifactError, ReleaseFacts, check_release
+from hotdeploy.artifact import ArtifactError, ReleaseFacts, check_release, read_rel
+from hotdeploy.package import plan_upgrade_package
 
 from .store import sha256_file
 
@@ -123,6 +124,37 @@ def verify_artifact(tarball: Path, release: str, version: str, previous: str | N
         raise ArtifactError(f"{tarball.name} has no releases/{version}/{release}.rel")
     facts = check_release(release, version, rel_text, relup_text, previous, previous_erts)
     return facts, sha256_file(tarball)
+
+
+@dataclass
+class UpgradePackage:
+    path: Path
+    sha256: str
+    size: int
+    upgrade_from: str
+    libs: list[str]
+
+
+@task(cache_policy=NO_CACHE)
+def make_upgrade_package(tarball: Path, workspace: Path, release: str, facts: ReleaseFacts,
+                         previous: str) -> UpgradePackage:
+    """From the full tarball, the package a host running PREVIOUS needs:
+    releases/NEW, bin/<rel>-NEW and the lib/ dirs of the apps that changed
+    (hotdeploy/package.py), checked against PREVIOUS's .rel."""
+    prev_rel = workspace / "_build" / "default" / "rel" / release / "releases" / previous / f"{release}.rel"
+    _, prev_erts, prev_apps = read_rel(release, prev_rel.read_text())
+    out = tarball.with_name(f"{release}-{facts.version}.upgrade.tar.gz")
+    with tarfile.open(tarball) as full:
+        members = {m.name: m for m in full.getmembers()}
+        plan = plan_upgrade_package(list(members), release, facts.version, facts.apps, facts.erts,
+                                    prev_apps, prev_erts)
+        with tarfile.open(out, "w:gz") as package:
+            for name in plan.members:
+                member = members[name]
+                package.addfile(member, full.extractfile(member) if member.isfile() else None)
+    get_run_logger().info("upgrade package from %s: %d bytes (full tarball %d), lib/ of %s", previous,
+                          out.stat().st_size, tarball.stat().st_size, ", ".join(plan.libs) or "nothing")
+    return UpgradePackage(out, sha256_file(out), out.stat().st_size, previous, plan.libs)
 
 
 @task(cache_policy=NO_CACHE)

@@ -77,7 +77,9 @@ def copy_store(src: Released, moto_url: str, versions: list[str]) -> tuple[str, 
     block, client, bucket = new_store(moto_url)
     for name in versions:
         vsn = src.versions[name]
-        for suffix in (".tar.gz", ".tar.gz.sha256", ".manifest.json"):
+        for suffix in (".tar.gz", ".tar.gz.sha256", ".manifest.json", ".upgrade.tar.gz"):
+            if suffix == ".upgrade.tar.gz" and vsn == src.versions["v1"]:
+                continue  # a first release has none
             client.copy_object(Bucket=bucket, Key=f"example_app/{vsn}{suffix}",
                                CopySource={"Bucket": src.bucket, "Key": f"example_app/{vsn}{suffix}"})
     client.put_object(Bucket=bucket, Key="example_app/VERSION", Body=src.versions[versions[-1]].encode())
@@ -114,7 +116,9 @@ def make_env(prefect_server, moto_url):
 
     made = []
 
-    def make(size: int = 3, **overrides) -> LocalEnv:
+    def make(size: int = 3, ec2_url: str | None = None, **overrides) -> LocalEnv:
+        """EC2_URL: another moto server for this environment's EC2 (a test may stop it)."""
+        url = ec2_url or moto_url
         name = f"t{uuid.uuid4().hex[:6]}"
         first = next(_host_numbers)
         for _ in range(size - 1):
@@ -122,7 +126,7 @@ def make_env(prefect_server, moto_url):
         fleet = Fleet(name, size, first=first)
         made.append(fleet)
         fleet.start()
-        ec2 = boto3.client("ec2", endpoint_url=moto_url, region_name="us-east-1",
+        ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1",
                            aws_access_key_id="testing", aws_secret_access_key="testing-secret")
         ec2_fleet = register(ec2, fleet.hosts, environment=name)
         enforcer = GroupEnforcer(ec2, ec2_fleet.group_id, fleet.hosts)
@@ -130,7 +134,7 @@ def make_env(prefect_server, moto_url):
         made.append(enforcer)
         creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing-secret",
                                region_name="us-east-1",
-                               aws_client_parameters=AwsClientParameters(endpoint_url=moto_url))
+                               aws_client_parameters=AwsClientParameters(endpoint_url=url))
         fields = dict(environment_tag=name, role_tag="web", aws_credentials=creds,
                       security_group_id=ec2_fleet.group_id, ssh_user="root",
                       ssh_private_key=fleet.deployer_key.read_text(), known_hosts=fleet.known_hosts(),

@@ -21,8 +21,12 @@ def test_benchmark_runs_and_reports_each_figure_beside_its_baseline(docker_engin
     results = json.loads((out / "results.json").read_text())
     assert set(results["pipeline"]["ours"]) == set(results["pipeline"]["baseline"])
     [one] = results["scaling"]
-    for key in ("ours_s", "sequential_ssh_s", "xargs_parallel_s", "deployer_peak_rss_mb", "prefect_server_rss_mb"):
-        assert one[key] > 0
+    for key in ("ours_s", "sequential_ssh_s", "xargs_parallel_s", "deployer_peak_rss_mb", "prefect_server_rss_mb",
+                "host_cpu_s_per_host", "xargs_parallel_host_cpu_s_per_host"):
+        assert one[key] > 0, key
+    assert one["sent_kb_per_host"] < 1024, "a host on the previous release gets the upgrade package"
+    assert {t["figure"] for t in results["targets"]} and all("target" in t for t in results["targets"])
     assert one["load_during_upgrade"]["failed"] == 0
     assert one["load_during_upgrade"]["sent"] > 0 and one["load_without_upgrade"]["sent"] > 0
-    assert "| step | ours (s) | baseline script (s) |" in (out / "results.md").read_text()
+    md = (out / "results.md").read_text()
+    assert "| step | ours (s) | baseline script (s) |" in md and "### Against the targets" in md

@@ -93,7 +93,7 @@ def test_host_cut_off_mid_deploy_fails_the_flow_others_finish_and_a_rerun_comple
     env = make_env(3)
     provision(env, releases, "v1")
     victim = env.fleet.hosts[1]
-    target_dir = victim.dir / "srv" / APP / "releases" / v2
+    target_dir = victim.dir / "srv" / APP / "releases" / f".{APP}-{v2}.tar.gz.part"   # the upload has begun
     cut = threading.Event()
 
     def cut_when_transfer_starts():

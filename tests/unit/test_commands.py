@@ -2,13 +2,24 @@
 from hotdeploy import commands as cmd
 
 
-def test_release_commands():
-    assert cmd.versions("/srv/app", "shop") == "/srv/app/bin/shop versions"
-    assert cmd.install("/srv/app", "shop", "1.2.3") == "/srv/app/bin/shop install 1.2.3 --no-permanent"
-    assert cmd.install("/srv/app", "shop", "1.2.3", permanent=True) == "/srv/app/bin/shop install 1.2.3"
-    assert cmd.make_permanent("/srv/app", "shop", "1.2.3") == \
-        """/srv/app/bin/shop eval 'ok = release_handler:make_permanent("1.2.3").'"""
+def test_release_paths():
     assert cmd.tarball_path("/srv/app", "shop", "1.2.3") == "/srv/app/releases/1.2.3/shop.tar.gz"
+    assert cmd.package_name("shop", "1.2.3") == "1.2.3/shop"
+    assert cmd.upload_path("/srv/app", "shop", "1.2.3") == "/srv/app/releases/.shop-1.2.3.tar.gz.part"
+
+
+def test_on_node_uses_the_releases_own_erl_call_and_its_node_name():
+    line = cmd.on_node("/srv/my app", 60)
+    assert line.startswith("cd '/srv/my app' && ")
+    assert "releases/start_erl.data" in line and "releases/$vsn/vm.args" in line
+    assert line.endswith("exec erts-$erts/bin/erl_call $name ${cookie:+-c \"$cookie\"} -timeout 60 -e")
+
+
+def test_stage_package_checks_the_sum_then_moves_or_removes():
+    line = cmd.stage_package("/srv/app", "shop", "1.2.3", "ab" * 32)
+    assert f"printf '%s  %s\\n' {'ab' * 32} /srv/app/releases/.shop-1.2.3.tar.gz.part | sha256sum -c" in line
+    assert "mv -f /srv/app/releases/.shop-1.2.3.tar.gz.part /srv/app/releases/1.2.3/shop.tar.gz" in line
+    assert "else rm -f /srv/app/releases/.shop-1.2.3.tar.gz.part" in line and "exit 3" in line
 
 
 def test_paths_with_spaces_and_quotes_are_quoted():
@@ -23,14 +34,6 @@ def test_daemon_is_bounded_and_detached_from_the_session():
         "timeout 60 /srv/app/bin/shop daemon </dev/null >>/srv/app/log/daemon.log 2>&1"
 
 
-def test_config_validation_never_echoes_the_file():
-    line = cmd.validate_config("/srv/app", "/srv/app/runtime.config.new")
-    assert line.startswith("/srv/app/erts-*/bin/erl -noshell -boot no_dot_erlang -eval ")
-    assert "syntax error at line" in line and 'file:consult("/srv/app/runtime.config.new")' in line
-
-
-def test_health_check_and_unit():
-    assert cmd.health(8080, "/api/public/version") == \
-        "curl -fsS --max-time 2 http://127.0.0.1:8080/api/public/version"
+def test_unit():
     unit = cmd.systemd_unit("/srv/app", "shop", "deploy")
     assert "ExecStart=/srv/app/bin/shop foreground" in unit and "User=deploy" in unit

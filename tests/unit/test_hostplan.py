@@ -1,18 +1,28 @@
 """What to do with a host in each release state (pure)."""
 import pytest
 
-from hotdeploy.hostplan import Action, HostReleases, NodeDown, decide_upgrade, parse_versions
+from hotdeploy.hostplan import Action, HostReleases, NodeDown, decide_upgrade, disk_shortfall, from_inspect
 
-VERSIONS = "Installed versions:\n* 1.1.0\tcurrent\n* 1.0.0\tpermanent\n"
+INSPECT = {"releases": [{"vsn": "1.1.0", "status": "current"}, {"vsn": "1.0.0", "status": "permanent"}],
+           "running": "1.1.0", "start_script": "1.0.0", "start_erl": "1.0.0", "os_pid": 42,
+           "disk_free": 10 << 20, "target_missing": []}
 
 
-def test_parse_versions():
-    state = parse_versions(VERSIONS)
+def test_facts_come_from_the_node():
+    state = from_inspect(INSPECT)
     assert state.statuses == {"1.1.0": "current", "1.0.0": "permanent"}
-    assert state.running == "1.1.0" and state.permanent == "1.0.0"
-    assert parse_versions("Installed versions:\n* 1.0.0\tpermanent\n").running == "1.0.0"
+    assert state.running == "1.1.0" and state.permanent == "1.0.0" and state.boots == "1.0.0"
+    assert state.pid == 42
     with pytest.raises(NodeDown):
-        parse_versions("Node is not running!\n")
+        from_inspect({"releases": []})
+
+
+def test_running_is_what_the_node_says_not_the_permanent_one():
+    # restarted by a stale start script: v1 boots though v3 is permanent
+    state = from_inspect({**INSPECT, "running": "1.0.0",
+                          "releases": [{"vsn": "1.2.0", "status": "permanent"}, {"vsn": "1.0.0", "status": "old"}]})
+    assert state.running == "1.0.0"
+    assert decide_upgrade(state, "1.2.0", ["1.1.0"]).action is Action.REFUSE
 
 
 def test_upgrade_from_the_version_the_relup_names():
@@ -25,12 +35,23 @@ def test_already_unpacked_needs_no_transfer():
     assert d.action is Action.INSTALL and not d.needs_transfer
 
 
-def test_already_running_is_skipped():
-    assert decide_upgrade(HostReleases({"1.1.0": "permanent"}), "1.1.0", ["1.0.0"]).action is Action.SKIP
+def test_already_running_is_skipped_only_when_a_restart_boots_it_and_its_files_are_there():
+    assert decide_upgrade(HostReleases({"1.1.0": "permanent"}, boots="1.1.0"), "1.1.0", ["1.0.0"]).action \
+        is Action.SKIP
+    stale = decide_upgrade(HostReleases({"1.1.0": "permanent"}, boots="1.0.0"), "1.1.0", ["1.0.0"])
+    assert stale.action is Action.FINISH and "restart would boot 1.0.0" in stale.reason
+    broken = decide_upgrade(HostReleases({"1.1.0": "permanent"}, missing=("vm.args",)), "1.1.0", ["1.0.0"])
+    assert broken.action is Action.REFUSE and "vm.args" in broken.reason
+
+
+def test_partly_unpacked_target_is_refused_with_what_to_do():
+    d = decide_upgrade(HostReleases({"1.0.0": "permanent", "1.1.0": "unpacked"}, missing=("lib/x-1",)),
+                       "1.1.0", ["1.0.0"])
+    assert d.action is Action.REFUSE and "remove_release" in d.reason
 
 
 def test_installed_but_not_permanent_is_finished_not_reinstalled():
-    d = decide_upgrade(parse_versions(VERSIONS), "1.1.0", ["1.0.0"])
+    d = decide_upgrade(from_inspect(INSPECT), "1.1.0", ["1.0.0"])
     assert d.action is Action.FINISH
 
 
@@ -46,3 +67,16 @@ def test_rollback_goes_down_only_where_the_running_relup_leads():
     assert decide_upgrade(host, "0.9.0", [], down_to=["1.0.0"]).action is Action.REFUSE
     fresh = HostReleases({"1.1.0": "permanent"})
     assert "not installed" in decide_upgrade(fresh, "1.0.0", [], down_to=["1.0.0"]).reason
+
+
+def test_disk_shortfall_says_need_and_have():
+    assert disk_shortfall(10 << 20, 20 << 20) is None
+    assert disk_shortfall(10 << 20, None) is None
+    assert disk_shortfall(30 << 20, 20 << 20) == "disk full: need 30.0 MiB, have 20.0 MiB free in the release root"
+
+
+def test_upgrade_package_only_for_hosts_on_its_base():
+    from hotdeploy.hostplan import use_upgrade_package
+    assert use_upgrade_package("1.0.0", "1.0.0")
+    assert not use_upgrade_package("0.9.0", "1.0.0")
+    assert not use_upgrade_package("1.0.0", None)

@@ -1,0 +1,28 @@
+%% slow-code-change: v2 whose code_change sleeps 8 s: past the 5 s release_handler
+%% waits for it, so the install fails mid-relup and release_handler restarts
+%% the node in the old release. The deploy must say so, not "rolled back".
+%% v2: the state becomes a map. code_change/3 converts it both ways; on a
+%% downgrade it runs in this (newer) code, so it matches on the state's shape.
+-module(example_app_counter).
+-behaviour(gen_server).
+-export([start_link/0, hit/0, describe/0]).
+-export([init/1, handle_call/3, handle_cast/2, code_change/3]).
+
+start_link() -> gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+hit() -> gen_server:call(?MODULE, hit).
+
+describe() -> gen_server:call(?MODULE, describe).
+
+init([]) -> {ok, #{hits => 0}}.
+
+handle_call(hit, _From, #{hits := N} = State) ->
+    {reply, N + 1, State#{hits := N + 1}};
+handle_call(describe, _From, #{hits := N} = State) ->
+    {reply, io_lib:format("hits=~b shape=map~n", [N]), State}.
+
+handle_cast(_Msg, State) -> {noreply, State}.
+
+code_change({down, _}, #{hits := N}, _Extra) -> {ok, {counter, N}};
+code_change(_OldVsn, {counter, N}, _Extra) -> timer:sleep(8000), {ok, #{hits => N}};
+code_change(_OldVsn, State, _Extra) -> {ok, State}.
