@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from tasks.network import discover_hosts
-from tasks.probe import LoadClient
+from tasks.probe import ProbeThroughSsh
 from tasks.store import put_rehearsal, read_manifest, resolve_version
 
 from .deploy import hot_deploy
@@ -25,8 +25,10 @@ class RehearsalFailed(RuntimeError):
 @flow(name="rehearsal")
 def rehearsal(app: str, environment: str = "rehearsal", version: str = "latest",
               store_block: str = DEFAULT_STORE_BLOCK, probe_connections: int = 2) -> dict:
-    """Up, down, up again on ENVIRONMENT under load. Fails if a step failed
-    or a single probe request failed; either way the verdict is recorded."""
+    """Up, down, up again on ENVIRONMENT under load (sent through SSH to each
+    host's own app port, so it works where only SSH reaches the hosts). Fails
+    if a step failed or a single probe request failed; either way the verdict
+    is recorded."""
     log = get_run_logger()
     env = load_environment(environment)
     store = load_package_store(store_block)
@@ -37,8 +39,7 @@ def rehearsal(app: str, environment: str = "rehearsal", version: str = "latest",
     hosts = discover_hosts(env)
     error = None
     step = "start"
-    with LoadClient([h.address for h in hosts], port=env.app_port, connections=probe_connections,
-                    max_seconds=1800) as probe:
+    with ProbeThroughSsh(env, hosts, current_run_id(), connections=probe_connections) as probe:
         try:
             for step, run in ((f"upgrade to {vsn}", lambda: hot_deploy(app, environment, vsn, store_block)),
                               (f"downgrade to {previous}", lambda: rollback(app, environment, previous, store_block)),

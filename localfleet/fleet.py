@@ -194,16 +194,18 @@ class GroupEnforcer(threading.Thread):
     """Keeps every host's nftables table equal to the security group's
     ingress, polling moto's EC2 API (the real wire protocol) every INTERVAL."""
 
-    def __init__(self, ec2, group_id: str, hosts: list[FleetHost], interval: float = 0.1):
+    def __init__(self, ec2, group_id: str, hosts: list[FleetHost], interval: float = 0.1,
+                 guarded_ports: tuple[int, ...] = (22,)):
         super().__init__(daemon=True, name=f"enforce-{group_id}")
         self.ec2, self.group_id, self.hosts, self.interval = ec2, group_id, hosts, interval
+        self.guarded_ports = guarded_ports
         self._halt = threading.Event()
         self.applied: str | None = None
         self.sync()
 
     def sync(self) -> None:
         [group] = self.ec2.describe_security_groups(GroupIds=[self.group_id])["SecurityGroups"]
-        script = firewall.ruleset(group.get("IpPermissions", []))
+        script = firewall.ruleset(group.get("IpPermissions", []), self.guarded_ports)
         if script != self.applied:
             for host in list(self.hosts):
                 apply_firewall(host, script)

@@ -34,8 +34,10 @@ class LoadClient:
     sending GET PATH back to back until stop() or MAX_SECONDS / MAX_REQUESTS."""
 
     def __init__(self, addresses: list[str], port: int = 8080, path: str = "/", connections: int = 2,
-                 max_seconds: float = 300, max_requests: int = 2_000_000):
+                 max_seconds: float = 300, max_requests: int = 2_000_000, connect=None):
+        """CONNECT(address) -> an http.client.HTTPConnection (default: TCP to address:port)."""
         self.addresses, self.port, self.path = addresses, port, path
+        self._connect = connect or (lambda address: http.client.HTTPConnection(address, self.port, timeout=5))
         self.connections, self.max_seconds, self.max_requests = connections, max_seconds, max_requests
         self.stats = LoadStats()
         self._lock = threading.Lock()
@@ -62,7 +64,7 @@ class LoadClient:
         return self.stats
 
     def _hammer(self, address: str) -> None:
-        conn = http.client.HTTPConnection(address, self.port, timeout=5)
+        conn = self._connect(address)
         deadline = self._t0 + self.max_seconds
         while not self._halt.is_set() and time.monotonic() < deadline:
             start = time.monotonic()
@@ -76,7 +78,7 @@ class LoadClient:
             except (OSError, http.client.HTTPException) as e:
                 error = f"{address}: {type(e).__name__}: {e}"
                 conn.close()
-                conn = http.client.HTTPConnection(address, self.port, timeout=5)
+                conn = self._connect(address)
             latency = time.monotonic() - start
             with self._lock:
                 self.stats.sent += 1
@@ -88,3 +90,44 @@ class LoadClient:
                 if self.stats.sent >= self.max_requests:
                     self._halt.set()
         conn.close()
+
+
+class ProbeThroughSsh:
+    """The load probe for a rehearsal, sent to each host's app port through
+    SSH (works where only SSH is open to the deployer): its own ingress rule
+    for the whole probe (the deploys inside see it and add none), one SSH
+    connection per host, every probe connection a channel of it."""
+
+    def __init__(self, env, hosts, run_id: str, connections: int = 2, max_seconds: float = 1800):
+        self.env, self.hosts, self.run_id = env, hosts, run_id
+        self.connections, self.max_seconds = connections, max_seconds
+        self.rule = None
+        self.ssh: dict = {}
+        self.load: LoadClient | None = None
+
+    def __enter__(self) -> LoadClient:
+        from .network import authorize_ingress, deployer_cidr
+        from .remote import Connection, TunnelledHTTPConnection
+        try:
+            self.rule = authorize_ingress(self.env, deployer_cidr(self.env, self.hosts[0]), self.run_id)
+            self.ssh = {h.address: Connection(self.env, h) for h in self.hosts}
+            self.load = LoadClient(list(self.ssh), port=self.env.app_port, connections=self.connections,
+                                   max_seconds=self.max_seconds,
+                                   connect=lambda a: TunnelledHTTPConnection(self.ssh[a], self.env.app_port))
+            return self.load.__enter__()
+        except BaseException:
+            self._close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        from .network import revoke_ingress
+        try:
+            if self.load is not None:
+                self.load.stop()
+            for conn in self.ssh.values():
+                conn.close()
+        finally:
+            revoke_ingress(self.env, self.rule)

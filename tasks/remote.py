@@ -7,6 +7,7 @@ networks flake, but a wrong host key or a refused login is not.
 """
 from __future__ import annotations
 
+import http.client
 import io
 import socket
 import threading
@@ -222,3 +223,21 @@ class Connection:
 
     def close(self) -> None:
         self.client.close()
+
+
+class TunnelledHTTPConnection(http.client.HTTPConnection):
+    """HTTP to PORT on a host's own loopback, through its SSH connection (a
+    direct-tcpip channel): for fleets whose app port the deployer cannot reach."""
+
+    def __init__(self, ssh: Connection, port: int, timeout: float = 5):
+        super().__init__("127.0.0.1", port, timeout=timeout)
+        self._ssh = ssh
+
+    def connect(self) -> None:
+        try:
+            channel = self._ssh.client.get_transport().open_channel(
+                "direct-tcpip", ("127.0.0.1", self.port), ("127.0.0.1", 0), timeout=self.timeout)
+        except (paramiko.SSHException, OSError, EOFError, AttributeError) as e:
+            raise ConnectionError(f"{self._ssh.host}: no tunnel to port {self.port}: {e}") from None
+        channel.settimeout(self.timeout)
+        self.sock = channel

@@ -116,8 +116,9 @@ def make_env(prefect_server, moto_url):
 
     made = []
 
-    def make(size: int = 3, ec2_url: str | None = None, **overrides) -> LocalEnv:
-        """EC2_URL: another moto server for this environment's EC2 (a test may stop it)."""
+    def make(size: int = 3, ec2_url: str | None = None, app_port_open: bool = True, **overrides) -> LocalEnv:
+        """EC2_URL: another moto server for this environment's EC2 (a test may stop it);
+        APP_PORT_OPEN false: the group does not open 8080 and the hosts enforce it."""
         url = ec2_url or moto_url
         name = f"t{uuid.uuid4().hex[:6]}"
         first = next(_host_numbers)
@@ -128,8 +129,9 @@ def make_env(prefect_server, moto_url):
         fleet.start()
         ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1",
                            aws_access_key_id="testing", aws_secret_access_key="testing-secret")
-        ec2_fleet = register(ec2, fleet.hosts, environment=name)
-        enforcer = GroupEnforcer(ec2, ec2_fleet.group_id, fleet.hosts)
+        ec2_fleet = register(ec2, fleet.hosts, environment=name, open_app_port=app_port_open)
+        enforcer = GroupEnforcer(ec2, ec2_fleet.group_id, fleet.hosts,
+                                 guarded_ports=(22,) if app_port_open else (22, 8080))
         enforcer.start()
         made.append(enforcer)
         creds = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing-secret",

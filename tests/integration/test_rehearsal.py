@@ -74,3 +74,19 @@ def test_production_refuses_an_unrehearsed_version_unless_overridden(make_env, r
     assert all(f"{v2}:permanent" in r["detail"] and f"{v1}:old" in r["detail"] for r in rows)
     assert [r["pid_after"] for r in rows] == pids
     assert env.ssh_rules() == []
+
+
+def test_rehearsal_probes_through_ssh_where_the_app_port_is_closed_to_the_deployer(make_env, releases, moto_url):
+    from flows.provision import provision_host
+    from flows.rehearsal import rehearsal
+    block, _, _ = copy_store(releases, moto_url, ["v1", "v2"])
+    env = make_env(2, app_port_open=False)
+    with pytest.raises(OSError):
+        check.version(env.fleet.hosts[0])          # the deployer cannot reach the app port
+    provision_host(app=APP, environment=env.name, version=releases.versions["v1"], store_block=block)
+    record = rehearsal(app=APP, environment=env.name, store_block=block)
+    assert record["result"] == "ok" and record["probe"]["failed"] == 0 and record["probe"]["sent"] > 50, record
+    v2 = releases.versions["v2"]
+    on_host = [h.run("curl -s http://127.0.0.1:8080/api/public/version").stdout.strip() for h in env.fleet.hosts]
+    assert on_host == [v2, v2]
+    assert env.ssh_rules() == [], "the probe's rule is revoked too"
