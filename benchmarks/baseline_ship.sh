@@ -37,7 +37,7 @@ publish() {
   echo "{\"version\": \"$VSN\"}" > "$WS/manifest" && s3 put "$WS/manifest" "$APP/$VSN.manifest.json"
   printf %s "$VSN" > "$WS/pointer" && s3 put "$WS/pointer" "$APP/VERSION"
 }
-ingress() { "$PY" -c "import boto3,sys; boto3.client('ec2',endpoint_url='$MOTO',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x').${1}_security_group_ingress(GroupId='$GROUP',IpPermissions=[{'IpProtocol':'tcp','FromPort':22,'ToPort':22,'IpRanges':[{'CidrIp':'$CIDR'}]}])"; sleep 0.3; }
+ingress() { "$PY" -c "import boto3,sys; boto3.client('ec2',endpoint_url='$MOTO',region_name='us-east-1',aws_access_key_id='x',aws_secret_access_key='x').${1}_security_group_ingress(GroupId='$GROUP',IpPermissions=[{'IpProtocol':'tcp','FromPort':22,'ToPort':22,'IpRanges':[{'CidrIp':'$CIDR'}]}])"; }
 upgrade() { printf '%s\n' $HOSTS | xargs -P 64 -I{} bash "$here/upgrade_host.sh" {} "$VSN" "$tarball"; }
 
 step test tests

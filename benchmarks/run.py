@@ -1,14 +1,20 @@
 """Benchmarks, each beside a baseline measured in the same run:
 python -m benchmarks.run [--sizes 1,4,16,32] [--out benchmarks/out]
 
-1. pipeline: each step of `ship` (release + hot_deploy, 3 hosts, warm
-   builder image) vs the seed-style shell script (baseline_ship.sh);
-2. fleet scaling: the upgrade stage for each fleet size, ours vs a
-   sequential ssh loop and an `xargs -P` loop of upgrade_host.sh;
-3. availability: a steady load client during our upgrade vs the same load
-   with no upgrade;
-4. cost: peak memory of the deploying process (its own process, wait4),
-   Prefect server memory, per-host upgrade time p50/p95, per fleet size.
+1. pipeline: each step of `ship` v1 -> v2 (release + hot_deploy, 3 hosts,
+   warm builder image) vs the seed-style shell script shipping the same
+   sources (baseline_ship.sh), each from a store holding v1 and a fresh
+   fleet on v1;
+2. fleet scaling: for each size, three contenders ship v1 -> v2, each on a
+   fresh fleet on v1 (cold hosts: only v1 unpacked), under the same load
+   client (its own process), timed whole: the hot_deploy flow from start to
+   end (own process), a sequential ssh loop and an `xargs -P` loop of the
+   seed's `bin/<rel> upgrade`, each with its own ingress and transfer;
+3. availability: the load during each contender, and the same load for as
+   long with no upgrade;
+4. cost: the deployer's own peak RSS (VmHWM read in its process), host CPU
+   per host upgrade (/proc accounting of every process in the hosts'
+   namespaces), Prefect server memory, per-host time p50/p95.
 
 Writes OUT/results.json, OUT/results.md, OUT/fleet_scaling.png and
 OUT/latency.png. Nothing here is asserted: it measures and prints.
@@ -98,31 +104,68 @@ class Fleet:
     def ingress(self, action: str) -> None:
         getattr(self.ec2, f"{action}_security_group_ingress")(GroupId=self.group, IpPermissions=[
             {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.18.0.1/32"}]}])
-        time.sleep(0.3)  # the enforcer polls every 0.1 s
 
     def stop(self) -> None:
         self.enforcer.stop()
         self.ns.stop()
 
 
-def shell_upgrade(fleet: Fleet, vsn: str, tarball: Path, parallel: int, action: str = "upgrade") -> float:
+def shell_upgrade(fleet: Fleet, vsn: str, tarball: Path, parallel: int) -> float:
+    """The seed's way, timed whole: open the ingress rule (one EC2 call),
+    `upgrade_host.sh` per host through `xargs -P PARALLEL` (scp the full
+    tarball, `bin/<rel> upgrade`), revoke the rule."""
     env = {**os.environ, "KEY": str(fleet.ns.deployer_key), "KNOWN_HOSTS": str(fleet.known_hosts),
-           "ROOT": f"/srv/{APP}", "REL": APP, "ACTION": action}
+           "ROOT": f"/srv/{APP}", "REL": APP}
     start = time.monotonic()
-    subprocess.run(["xargs", "-P", str(parallel), "-I{}", "bash", str(ROOT / "benchmarks" / "upgrade_host.sh"),
-                    "{}", vsn, str(tarball)], input="\n".join(fleet.addresses), text=True, env=env, check=True)
+    fleet.ingress("authorize")
+    try:
+        subprocess.run(["xargs", "-P", str(parallel), "-I{}", "bash", str(ROOT / "benchmarks" / "upgrade_host.sh"),
+                        "{}", vsn, str(tarball)], input="\n".join(fleet.addresses), text=True, env=env, check=True)
+    finally:
+        fleet.ingress("revoke")
     return time.monotonic() - start
 
 
-def deploy_in_own_process(fleet: Fleet, vsn: str, store: str) -> tuple[dict, int]:
-    """hot_deploy in a child process: its wall time (measured inside) and peak RSS (wait4)."""
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.deploy_once", fleet.name, vsn, store],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise RuntimeError(f"hot_deploy in a child process failed ({status}): {out[-2000:]}")
-    return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss
+def deploy_in_own_process(fleet: Fleet, vsn: str, store: str) -> dict:
+    """hot_deploy in a child process: flow wall time, rows and peak RSS, as it measured them."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.deploy_once", fleet.name, vsn, store],
+                          cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"hot_deploy in a child process failed ({proc.returncode}): {proc.stdout[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class Load:
+    """benchmarks/load.py in its own process, around one contender."""
+
+    def __init__(self, addresses: list[str]):
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.load", *addresses], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        self.result: dict = {}
+
+    def __enter__(self) -> "Load":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        out, _ = self.proc.communicate("", timeout=120)
+        self.result = json.loads(out.strip().splitlines()[-1])
+
+
+def host_cpu_s(fleet: Fleet) -> float:
+    """CPU seconds used so far by every process in the fleet's namespaces:
+    utime+stime, plus cutime+cstime of the children they reaped (SSH
+    sessions, erl_call, escripts of relx's script), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for host in fleet.ns.hosts:
+        for pid in host.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(f) for f in fields[11:15])
+    return total / tick
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -130,94 +173,134 @@ def pct(xs: list[float], p: float) -> float:
     return round(xs[min(len(xs) - 1, int(p / 100 * len(xs)))], 3) if xs else 0.0
 
 
-def bench_pipeline(moto_url: str, work: Path, store: str) -> dict:
+SOAK_S = 1.0   # health_soak_seconds of the benchmark environments (the gate's soak is on)
+
+
+def fresh_fleet(name: str, n: int, first: int, moto_url: str, store: str, v1: str) -> Fleet:
+    """A new fleet of N hosts, each provisioned with V1 and nothing else: the
+    same starting state for every contender."""
     from flows.provision import provision_host
+    fleet = Fleet(name, n, first, moto_url)
+    try:
+        provision_host(app=APP, environment=fleet.name, version=v1, store_block=store)
+    except BaseException:
+        fleet.stop()
+        raise
+    return fleet
+
+
+def bench_pipeline(moto_url: str, work: Path, store: str) -> dict:
+    """ship v2 over hosts on v1, ours vs the seed-style script, each from a
+    store holding only v1 and a fresh 3-host fleet on v1."""
     from flows.release import release
     from flows.ship import ship
-    log("pipeline: 3 hosts on v1, then ship v2 (ours) and a v3 by the baseline script")
+    from blocks.local import create_store
+    log("pipeline: 3 hosts on v1, ship v2: ours, then the baseline script, each from the same state")
     v1 = release(app_dir=str(checkout("v1", work)), store_block=store)
-    fleet = Fleet("bpipe", 3, 200, moto_url)
+    base_store = store + "-baseline"
+    create_store(moto_url, bucket=base_store, name=base_store)
+    _copy_version(moto_url, store, base_store, v1["version"])
+    fleet = fresh_fleet("bpipe", 3, 200, moto_url, store, v1["version"])
     try:
-        provision_host(app=APP, environment=fleet.name, version=v1["version"], store_block=store)
         start = time.monotonic()
         shipped = ship(app_dir=str(checkout("v2", work)), environment=fleet.name, store_block=store)
         ship_total = time.monotonic() - start
-        rel, rows = shipped["release"], shipped["deploy"]
-        deploy_total = ship_total - sum(rel["timings"].values())
-        ours = {"builder image": rel["timings"]["builder image"], "test": rel["timings"]["test"],
-                "fetch previous": rel["timings"]["fetch previous"] + rel["timings"]["next version"],
-                "build with relup": rel["timings"]["build with relup"], "verify": rel["timings"]["verify"],
-                "publish": rel["timings"]["publish"],
-                "per-host upgrade (max)": max(sum(r["seconds"].values()) for r in rows),
-                "ingress, discovery, revoke, overhead": deploy_total - max(sum(r["seconds"].values()) for r in rows),
-                "total": ship_total}
+    finally:
+        fleet.stop()
+    rel, rows = shipped["release"], shipped["deploy"]
+    per_host = max(sum(r["seconds"].values()) for r in rows)
+    deploy_total = ship_total - sum(rel["timings"].values())
+    ours = {"builder image": rel["timings"]["builder image"], "test": rel["timings"]["test"],
+            "fetch previous": rel["timings"]["fetch previous"] + rel["timings"]["next version"],
+            "build with relup": rel["timings"]["build with relup"], "verify": rel["timings"]["verify"],
+            "publish": rel["timings"]["publish"], "per-host upgrade (max)": per_host,
+            "ingress, discovery, revoke, overhead": deploy_total - per_host, "total": ship_total}
+    fleet = fresh_fleet("bpipb", 3, 203, moto_url, store, v1["version"])
+    try:
         from prefect_aws import S3Bucket
-        bucket = S3Bucket.load(store).bucket_name
-        env = {**os.environ, "WS": str(checkout("v3", work)), "IMAGE": rel["builder_image"],
-               "BUCKET": bucket, "PY": sys.executable, "APP": APP, "VSN": "2099.1.1", "HOSTS": " ".join(fleet.addresses),
-               "KEY": str(fleet.ns.deployer_key), "KNOWN_HOSTS": str(fleet.known_hosts), "ROOT": f"/srv/{APP}",
-               "REL": APP, "MOTO": moto_url, "GROUP": fleet.group, "CIDR": "198.18.0.1/32"}
+        env = {**os.environ, "WS": str(checkout("v2", work)), "IMAGE": rel["builder_image"],
+               "BUCKET": S3Bucket.load(base_store).bucket_name, "PY": sys.executable, "APP": APP,
+               "VSN": rel["version"], "HOSTS": " ".join(fleet.addresses), "KEY": str(fleet.ns.deployer_key),
+               "KNOWN_HOSTS": str(fleet.known_hosts), "ROOT": f"/srv/{APP}", "REL": APP, "MOTO": moto_url,
+               "GROUP": fleet.group, "CIDR": "198.18.0.1/32"}
         start = time.monotonic()
         out = subprocess.run(["bash", str(ROOT / "benchmarks" / "baseline_ship.sh")], env=env, check=True,
                              capture_output=True, text=True).stdout
         base_total = time.monotonic() - start
-        b = json.loads(out.strip().splitlines()[-1])
-        baseline = {"builder image": 0.0, "test": b["test"], "fetch previous": b["fetch_previous"],
-                    "build with relup": b["build"], "verify": b["verify"], "publish": b["publish"],
-                    "per-host upgrade (max)": b["upgrade"],
-                    "ingress, discovery, revoke, overhead": b["authorize"] + b["revoke"], "total": base_total}
-        return {"hosts": 3, "ours": {k: round(v, 3) for k, v in ours.items()},
-                "baseline": {k: round(v, 3) for k, v in baseline.items()}}
     finally:
         fleet.stop()
+    b = json.loads(out.strip().splitlines()[-1])
+    baseline = {"builder image": 0.0, "test": b["test"], "fetch previous": b["fetch_previous"],
+                "build with relup": b["build"], "verify": b["verify"], "publish": b["publish"],
+                "per-host upgrade (max)": b["upgrade"],
+                "ingress, discovery, revoke, overhead": b["authorize"] + b["revoke"], "total": base_total}
+    return {"hosts": 3, "pair": "v1 -> v2 (same sources)", "ours": {k: round(v, 3) for k, v in ours.items()},
+            "baseline": {k: round(v, 3) for k, v in baseline.items()}}
+
+
+def _copy_version(moto_url: str, src_block: str, dest_block: str, vsn: str) -> None:
+    from prefect_aws import S3Bucket
+    from hotdeploy import layout
+    src, dest = S3Bucket.load(src_block), S3Bucket.load(dest_block)
+    s3 = src.credentials.get_s3_client()
+    keys = [layout.tarball_key(APP, vsn), layout.checksum_key(APP, vsn), layout.manifest_key(APP, vsn)]
+    for key in keys:
+        s3.copy_object(Bucket=dest.bucket_name, Key=key, CopySource={"Bucket": src.bucket_name, "Key": key})
+    s3.put_object(Bucket=dest.bucket_name, Key=layout.pointer_key(APP), Body=vsn.encode())
 
 
 def bench_scaling(moto_url: str, work: Path, store: str, sizes: list[int], server_pid: int) -> list[dict]:
-    from flows.provision import provision_host
+    """For each size, three contenders ship v1 -> v2, each on a fresh fleet
+    on v1, under the same load (its own process), timed whole: ours (the
+    hot_deploy flow, start to end, in its own process), a sequential ssh loop
+    and an `xargs -P` loop of the seed's upgrade (each with its own ingress
+    and the full tarball, as it has no other)."""
     from flows.release import release
-    from flows.rollback import rollback
-    from tasks.probe import LoadClient
     from tasks.store import download
     from prefect_aws import S3Bucket
     from hotdeploy import layout
+    from localfleet.services import rss_kb
     v1 = release(app_dir=str(checkout("v1", work)), store_block=store)["version"]
     v2 = release(app_dir=str(checkout("v2", work)), store_block=store)["version"]
     tarball = download(S3Bucket.load(store), layout.tarball_key(APP, v2), work / "v2.tar.gz")
     results, first = [], 10
     for n in sizes:
-        log(f"fleet scaling: {n} host(s)")
-        fleet = Fleet(f"bs{n}", n, first, moto_url)
-        first += n
-        try:
-            provision_host(app=APP, environment=fleet.name, version=v1, store_block=store)
-            with LoadClient(fleet.addresses, connections=1, max_seconds=600) as load:
-                deployed, peak_kb = deploy_in_own_process(fleet, v2, store)
-            during = load.stats
-            with LoadClient(fleet.addresses, connections=1, max_seconds=deployed["seconds"]) as idle:
-                time.sleep(deployed["seconds"])
-            quiet = idle.stats
-            per_host = [sum(r["seconds"].values()) for r in deployed["rows"]]
-            rollback(app=APP, environment=fleet.name, to_version=v1, store_block=store)
-            fleet.ingress("authorize")
+        row: dict = {"hosts": n}
+        for contender in ("ours", "sequential", "xargs"):
+            log(f"fleet scaling: {n} host(s), {contender}")
+            fleet = fresh_fleet(f"bs{n}{contender[0]}", n, first, moto_url, store, v1)
+            first = first + n if first + 2 * n < 250 else 10
             try:
-                sequential = shell_upgrade(fleet, v2, tarball, parallel=1)
-                shell_upgrade(fleet, v1, tarball, parallel=n, action="downgrade")
-                parallel = shell_upgrade(fleet, v2, tarball, parallel=n)
+                cpu0 = host_cpu_s(fleet)
+                with Load(fleet.addresses) as load:
+                    if contender == "ours":
+                        deployed = deploy_in_own_process(fleet, v2, store)
+                        seconds = deployed["seconds"]
+                    else:
+                        seconds = shell_upgrade(fleet, v2, tarball, parallel=1 if contender == "sequential" else n)
+                cpu = (host_cpu_s(fleet) - cpu0) / n
+                if contender == "ours":
+                    with Load(fleet.addresses) as quiet:   # the same load for as long, no upgrade
+                        time.sleep(seconds)
+                    per_host = [sum(r["seconds"].values()) for r in deployed["rows"]]
+                    row.update({
+                        "ours_s": seconds, "host_cpu_s_per_host": round(cpu, 3),
+                        "per_host_p50_s": pct(per_host, 50), "per_host_p95_s": pct(per_host, 95),
+                        "per_host_no_soak_p50_s": pct([x - SOAK_S for x in per_host], 50),
+                        "sent_kb_per_host": round(sum(r.get("sent_bytes", 0) for r in deployed["rows"]) / n / 1024, 1),
+                        "deployer_peak_rss_mb": round(deployed["peak_rss_kb"] / 1024, 1),
+                        "prefect_server_rss_mb": round(rss_kb(server_pid, "VmRSS") / 1024, 1),
+                        "prefect_server_peak_mb": round(rss_kb(server_pid, "VmHWM") / 1024, 1),
+                        "load_during_upgrade": load.result["summary"],
+                        "load_without_upgrade": quiet.result["summary"],
+                        "latency_timeline": load.result["timeline"]})
+                else:
+                    key = "sequential_ssh" if contender == "sequential" else "xargs_parallel"
+                    row.update({f"{key}_s": round(seconds, 3), f"{key}_host_cpu_s_per_host": round(cpu, 3),
+                                f"{key}_load": load.result["summary"]})
             finally:
-                fleet.ingress("revoke")
-            from localfleet.services import rss_kb
-            results.append({
-                "hosts": n, "ours_s": deployed["seconds"], "sequential_ssh_s": round(sequential, 3),
-                "xargs_parallel_s": round(parallel, 3),
-                "per_host_p50_s": pct(per_host, 50), "per_host_p95_s": pct(per_host, 95),
-                "deployer_peak_rss_mb": round(peak_kb / 1024, 1),
-                "prefect_server_rss_mb": round(rss_kb(server_pid, "VmRSS") / 1024, 1),
-                "prefect_server_peak_mb": round(rss_kb(server_pid, "VmHWM") / 1024, 1),
-                "load_during_upgrade": during.summary(), "load_without_upgrade": quiet.summary(),
-                "latency_timeline": [(round(t, 3), round(l * 1000, 2)) for t, l in during.timeline[::10]],
-            })
-        finally:
-            fleet.stop()
+                fleet.stop()
+        results.append(row)
     base = results[0]
     for r in results:
         for k in ("ours_s", "sequential_ssh_s", "xargs_parallel_s"):
@@ -225,10 +308,40 @@ def bench_scaling(moto_url: str, work: Path, store: str, sizes: list[int], serve
     return results
 
 
+TARGETS = [  # (figure, how it is computed from a scaling row and the 1-host row, target, lower is better)
+    ("upgrade stage / xargs -P loop, 16 hosts", 16, lambda r, one: r["ours_s"] / r["xargs_parallel_s"], 0.5),
+    ("upgrade stage / xargs -P loop, 32 hosts", 32, lambda r, one: r["ours_s"] / r["xargs_parallel_s"], 0.5),
+    ("upgrade stage 16 hosts / ours at 1 host", 16, lambda r, one: r["ours_s"] / one["ours_s"], 1.5),
+    ("host CPU per host upgrade (s), every size", None, lambda r, one: r["host_cpu_s_per_host"], 0.2),
+    ("per-host wall time without the soak, median at 1 host (s)", 1,
+     lambda r, one: r["per_host_no_soak_p50_s"], 0.5),
+    ("deployer peak RSS at 32 hosts (MB)", 32, lambda r, one: r["deployer_peak_rss_mb"], 250),
+    ("failed requests during the upgrade, every size", None, lambda r, one: r["load_during_upgrade"]["failed"], 0),
+    ("p99 during the upgrade / same load without, every size", None,
+     lambda r, one: r["load_during_upgrade"]["p99_ms"] / max(r["load_without_upgrade"]["p99_ms"], 0.001), 2.0),
+]
+
+
+def against_targets(scaling: list[dict]) -> list[dict]:
+    """Each target with what was measured; a size not run is said so, a miss is reported."""
+    one = next((r for r in scaling if r["hosts"] == 1), scaling[0])
+    out = []
+    for name, size, figure, target in TARGETS:
+        rows = [r for r in scaling if size is None or r["hosts"] == size]
+        if not rows:
+            out.append({"figure": name, "measured": None, "target": target, "met": None})
+            continue
+        values = [round(figure(r, one), 3) for r in rows]
+        worst = max(values)
+        out.append({"figure": name, "measured": worst if len(values) == 1 else values, "target": target,
+                    "met": worst <= target})
+    return out
+
+
 def write_outputs(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    lines = [f"Measured {results['when']} on {results['machine']}.", ""]
+    lines = [f"Measured {results['when']} on {results['machine']}, commit {results.get('commit')}.", ""]
     if results.get("pipeline"):
         p = results["pipeline"]
         lines += ["### Pipeline (ship, 3 hosts, warm builder image)", "",
@@ -237,12 +350,19 @@ def write_outputs(results: dict, out: Path) -> None:
             o, b = p["ours"][k], p["baseline"][k]
             lines.append(f"| {k} | {o:.2f} | {b:.2f} | {o / b:.2f} |" if b else f"| {k} | {o:.2f} | {b:.2f} | - |")
         lines.append("")
-    lines += ["### Fleet scaling (upgrade stage) and cost", "",
-              "| hosts | ours (s) | sequential ssh (s) | xargs -P (s) | ours vs 1 host | per-host p50/p95 (s) "
-              "| deployer peak RSS (MB) | Prefect server RSS (MB) |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["### Against the targets", "", "| figure | measured | target | met |", "|---|---|---|---|"]
+    for t in results["targets"]:
+        met = "not run" if t["met"] is None else ("yes" if t["met"] else "**MISSED**")
+        lines.append(f"| {t['figure']} | {t['measured']} | <= {t['target']} | {met} |")
+    lines += ["", "### Fleet scaling (upgrade stage, each contender from a fresh fleet on v1, same load) and cost",
+              "", "| hosts | ours (s) | sequential ssh (s) | xargs -P (s) | ours vs 1 host | host CPU/host: ours, "
+              "seq, xargs (s) | per-host p50/p95 (s) | sent/host (KB) | deployer peak RSS (MB) "
+              "| Prefect server RSS (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["scaling"]:
         lines.append(f"| {r['hosts']} | {r['ours_s']:.2f} | {r['sequential_ssh_s']:.2f} | {r['xargs_parallel_s']:.2f} "
-                     f"| {r['ours_vs_1host']} | {r['per_host_p50_s']}/{r['per_host_p95_s']} "
+                     f"| {r['ours_vs_1host']} | {r['host_cpu_s_per_host']}, "
+                     f"{r['sequential_ssh_host_cpu_s_per_host']}, {r['xargs_parallel_host_cpu_s_per_host']} "
+                     f"| {r['per_host_p50_s']}/{r['per_host_p95_s']} | {r['sent_kb_per_host']} "
                      f"| {r['deployer_peak_rss_mb']} | {r['prefect_server_rss_mb']} |")
     lines += ["", "### Availability (load client, 1 keep-alive connection per host)", "",
               "| hosts | during upgrade: sent / failed / p50 / p99 / max ms | same load, no upgrade |",
@@ -305,6 +425,9 @@ def main() -> int:
         results["pipeline"] = None if args.skip_pipeline else bench_pipeline(moto_url, work, "bench-pipeline")
         create_store(moto_url, bucket="bench-scaling", name="bench-scaling")
         results["scaling"] = bench_scaling(moto_url, work, "bench-scaling", sizes, server.pid)
+        results["targets"] = against_targets(results["scaling"])
+        results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                           text=True).stdout.strip() or None
         write_outputs(results, Path(args.out))
         return 0
     finally:
