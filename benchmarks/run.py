@@ -95,7 +95,7 @@ class Fleet:
         create_environment(moto_url, {"environment": name, "security_group_id": self.group,
                                       "deployer_key": str(self.ns.deployer_key),
                                       "known_hosts": self.ns.known_hosts()}, name, max_parallel=32,
-                           health_soak_seconds=1.0)
+                           health_soak_seconds=1.0, canary=0, wave_size="100%")  # all at once, as xargs -P
 
     @property
     def addresses(self) -> list[str]:

@@ -38,3 +38,11 @@ def load_environment(name: str) -> DeployEnvironment:
 
 def load_docker_host(name: str | None) -> DockerHost:
     return _load(DockerHost, "docker-host", name, "create it or leave the parameter empty") if name else DockerHost()
+
+
+def list_environments() -> list[str]:
+    """The names of every hotdeploy-environment block (ask Prefect)."""
+    from prefect.client.orchestration import get_client
+    with get_client(sync_client=True) as client:
+        docs = client.read_block_documents_by_type("hotdeploy-environment", include_secrets=False)
+    return sorted(d.name for d in docs if d.name and not d.is_anonymous)

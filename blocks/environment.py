@@ -5,7 +5,7 @@ from typing import Literal
 
 from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 
 class DeployEnvironment(Block):
@@ -38,8 +38,22 @@ class DeployEnvironment(Block):
     health_timeout_seconds: float = 30.0
     health_soak_seconds: float = Field(default=2.0, ge=0, description="after the version answers, how long no process may crash")
     runtime_config: SecretStr = Field(default=SecretStr("[]."), description="runtime.config written beside the release (Erlang terms)")
-    max_parallel: int = Field(default=8, ge=1, le=256)
+    max_parallel: int = Field(default=8, ge=1, le=256, description="hosts upgraded at once, within a wave")
+    canary: int = Field(default=1, ge=0, description="hosts upgraded first, alone, before any wave")
+    wave_size: str = Field(default="25%", pattern=r"^[1-9][0-9]{0,5}%?$",
+                           description="hosts per wave after the canary: a number, or a percentage of the fleet")
+    max_failed_hosts: int = Field(default=0, ge=0, description="once more hosts failed (or went back), no new "
+                                                               "host starts; the rest are reported not started")
+    lock_timeout_seconds: float = Field(default=1800, ge=0, description="how long a run waits for another deploy "
+                                                                        "on this environment to finish")
     connect_timeout_seconds: float = 10.0
     command_timeout_seconds: float = 120.0
     ingress_ttl_minutes: int = Field(default=30, ge=1, description="expiry written on our SSH rule")
     requires_rehearsal: bool = Field(default=False, description="refuse versions that did not pass rehearsal")
+
+    @field_validator("wave_size")
+    @classmethod
+    def _wave_size(cls, value: str) -> str:
+        from hotdeploy.params import parse_wave_size
+        parse_wave_size(value)
+        return value

@@ -10,7 +10,7 @@ arguments checked before anything is written.
   rollback/production      a person, in the UI
   status/production, status/staging
   rehearsal/rehearsal      cron: up, down, up again under load; records the verdict
-  sweep-ingress/all        cron: revoke expired SSH rules in every environment
+  sweep-ingress/all        cron: revoke SSH rules killed runs left, in every environment
   provision-host/staging
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.exceptions import ObjectAlreadyExists
 
@@ -39,12 +40,23 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
           rehearsal_cron: str = "0 4 * * *", sweep_cron: str = "*/15 * * * *",
           environments: tuple[str, ...] = ("staging", "rehearsal", "production")) -> list[str]:
     from prefect import Flow
+
+    from tasks.lock import ensure_lock
     asyncio.run(ensure_pool(pool))
+
+    for environment in environments:   # the deploy locks exist before any run needs one
+        ensure_lock(environment)
 
     def deploy(entrypoint: str, name: str, parameters: dict, description: str, cron: str | None = None) -> str:
         flow = Flow.from_source(source=str(ROOT), entrypoint=entrypoint)
+        # One run of a deployment at a time, the others queued: the UI shows
+        # them AwaitingConcurrencySlot instead of Running while they wait for
+        # the environment's lock.
+        one_environment = "environment" in parameters
         flow.deploy(name=name, work_pool_name=pool, parameters=parameters, description=description,
                     schedules=[CronSchedule(cron=cron, timezone="UTC")] if cron else None,
+                    concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="ENQUEUE")
+                    if one_environment else None,
                     tags=["hotdeploy"], print_next_steps=False, ignore_warnings=True)
         return f"{flow.name}/{name}"
 
@@ -64,8 +76,9 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
                "Which version each staging host runs."),
         deploy("flows/rehearsal.py:rehearsal", "rehearsal", {"app": app, "environment": "rehearsal", **common},
                "Up, down, up again under load on the rehearsal environment.", cron=rehearsal_cron),
-        deploy("flows/sweep.py:sweep_ingress", "all", {"environments": list(environments)},
-               "Revoke expired SSH ingress rules of ours.", cron=sweep_cron),
+        deploy("flows/sweep.py:sweep_ingress", "all", {},
+               "Revoke SSH rules that killed runs left, in every environment (skips one a deploy holds).",
+               cron=sweep_cron),
         deploy("flows/provision.py:provision_host", "staging", {"app": app, "environment": "staging", **common},
                "First install on bare staging hosts."),
     ]

@@ -10,20 +10,25 @@ from prefect import flow
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from hotdeploy.rehearsal import rehearsal_gate
 from tasks.hosts import ReleaseToShip, upgrade_host
-from tasks.network import discover_hosts, sweep_expired_ingress
+from tasks.lock import environment_lock
+from tasks.network import discover_hosts
 from tasks.store import (fetch_release, fetch_upgrade_package, read_manifest, read_rehearsal, resolve_version,
                          unpacked_size)
 
-from .fleet import run_on_fleet
+from .fleet import Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
 
 
-@flow(name="hot-deploy")
+@flow(name="hot-deploy", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
 def hot_deploy(app: str, environment: str, version: str = "latest",
-               store_block: str = DEFAULT_STORE_BLOCK, allow_unrehearsed: bool = False) -> list[dict]:
+               store_block: str = DEFAULT_STORE_BLOCK, allow_unrehearsed: bool = False,
+               canary: int | None = None, wave_size: str | None = None,
+               max_failed_hosts: int | None = None) -> list[dict]:
     """Hot-upgrade APP on ENVIRONMENT's hosts to VERSION (`latest` = the
     store's VERSION pointer). Fails if any host did not end on VERSION. An
     environment that requires rehearsal refuses a version that has not
-    passed one, unless ALLOW_UNREHEARSED."""
+    passed one, unless ALLOW_UNREHEARSED. CANARY, WAVE_SIZE and
+    MAX_FAILED_HOSTS override the environment's rollout for this run."""
+    check_deploy(app, environment, store_block, version, canary, wave_size, max_failed_hosts)
     env = load_environment(environment)
     store = load_package_store(store_block)
     vsn = resolve_version(store, app, version)
@@ -32,10 +37,10 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     manifest = read_manifest(store, app, vsn)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
-        sweep_expired_ingress(env)
-        hosts = discover_hosts(env)
         release = ReleaseToShip(app, vsn, manifest["sha256"], manifest.get("up_from", []), tarball,
                                 unpacked_bytes=unpacked_size(tarball))
         release.package = fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp))
-        outcomes = run_on_fleet(env, hosts, upgrade_host, "hot-deploy", note=note, release=release)
+        with environment_lock(environment, env.lock_timeout_seconds):
+            outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "hot-deploy", note=note,
+                                    release=release, rollout=Rollout.of(env, canary, wave_size, max_failed_hosts))
     return [o.as_row() for o in outcomes]

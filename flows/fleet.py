@@ -3,6 +3,7 @@ per-host task on all hosts in parallel (bounded), always revoke, summarize."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from prefect import get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -11,8 +12,11 @@ from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.environment import DeployEnvironment
+from hotdeploy import params
+from hotdeploy.rollout import may_continue, plan_waves
 from tasks.hosts import HostFailed, HostOutcome
-from tasks.network import authorize_ingress, deployer_cidr, revoke_ingress
+from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress, revoke_rules_of_dead_runs,
+                           revoke_rules_of_run)
 from tasks.remote import Host
 
 
@@ -21,9 +25,11 @@ PROGRESS_EVERY_S = 1.0
 
 class FleetFailed(RuntimeError):
     def __init__(self, outcomes: list[HostOutcome]):
-        bad = [o for o in outcomes if not o.ok]
+        bad = [o for o in outcomes if not o.ok and o.result != "not started"]
+        held = [o for o in outcomes if o.result == "not started"]
         super().__init__(f"{len(bad)} of {len(outcomes)} host(s) did not finish: " +
-                         "; ".join(f"{o.host}: {o.result}: {o.detail}" for o in bad))
+                         "; ".join(f"{o.host}: {o.result}: {o.detail}" for o in bad) +
+                         (f"; {len(held)} host(s) not started ({', '.join(o.host for o in held)})" if held else ""))
         self.outcomes = outcomes
 
 
@@ -31,38 +37,106 @@ def _artifact_key(title: str, env: DeployEnvironment) -> str:
     return f"{title}-{env.environment_tag}".lower().replace("_", "-").replace(" ", "-")
 
 
+def revoke_this_runs_rules(flow, flow_run, state) -> None:
+    """Cancellation and crash hook: revoke every SSH rule this run made (a
+    run that is cancelled or crashes never reaches its finally)."""
+    from prefect.logging.loggers import flow_run_logger
+
+    from blocks import load_environment
+    log = flow_run_logger(flow_run, flow)
+    name = (flow_run.parameters or {}).get("environment")
+    try:
+        rules = revoke_rules_of_run(load_environment(name), str(flow_run.id))
+        log.warning("%s: revoked %d SSH rule(s) of this run", state.name, len(rules))
+    except Exception as e:  # the sweep and the next run under the lock clean up too
+        log.error("%s: could not revoke this run's SSH rules on %s: %s", state.name, name, e)
+
+
 def current_run_id() -> str:
     ctx = get_run_context()
     return str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else "local"
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """How hosts are taken: CANARY alone first, then waves of WAVE_SIZE
+    (hosts or a percentage); no new host starts once more than
+    MAX_FAILED_HOSTS failed."""
+    canary: int = 0
+    wave_size: str = "100%"
+    max_failed_hosts: int = 1_000_000
+
+    @classmethod
+    def of(cls, env: DeployEnvironment, canary: int | None = None, wave_size: str | None = None,
+           max_failed_hosts: int | None = None) -> "Rollout":
+        return cls(env.canary if canary is None else canary, env.wave_size if wave_size is None else wave_size,
+                   env.max_failed_hosts if max_failed_hosts is None else max_failed_hosts)
+
+
+ALL_AT_ONCE = Rollout()
+
+
+def check_deploy(app: str, environment: str, store_block: str | None = None, version: str | None = "latest",
+                 canary: int | None = None, wave_size: str | None = None,
+                 max_failed_hosts: int | None = None) -> None:
+    """Every parameter of a fleet flow, checked before anything runs."""
+    params.app_name(app)
+    params.block_name("environment", environment)
+    if store_block is not None:
+        params.block_name("store_block", store_block)
+    if version is not None:
+        params.version(version)
+    params.rollout(canary, wave_size, max_failed_hosts)   # read-only flows (status): no reason to hold hosts back
+
+
 def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict, run_id: str,
-                 title: str) -> list[HostOutcome]:
-    """Map PER_HOST over HOSTS with at most env.max_parallel at once (a pool
-    of our own: the flow's runner is fixed when the flow is defined), showing
-    how many hosts are done as a progress artifact in the UI."""
-    params = {"env": unmapped(env), "host": hosts, "run_id": unmapped(run_id),
-              **{k: unmapped(v) for k, v in args.items()}}
+                 title: str, rollout: Rollout) -> list[HostOutcome]:
+    """Map PER_HOST over HOSTS wave by wave (hotdeploy/rollout.py), with at
+    most env.max_parallel at once inside a wave (a pool of our own: the
+    flow's runner is fixed when the flow is defined), showing hosts done and
+    the wave as a progress artifact in the UI."""
+    log = get_run_logger()
+    waves = plan_waves(len(hosts), rollout.canary, rollout.wave_size)
     progress = create_progress_artifact(0.0, key=_artifact_key(title + "-progress", env),
                                         description=f"{title}: hosts finished")
     outcomes: dict[int, HostOutcome] = {}
-    shown_at = time.monotonic()
+    shown_at = 0.0
+    failed: list[HostOutcome] = []
     with ThreadPoolTaskRunner(max_workers=min(env.max_parallel, len(hosts))) as runner:
-        futures = list(runner.map(per_host, params))
-        index = {id(f): i for i, f in enumerate(futures)}
-        for future in as_completed(futures):
-            i = index[id(future)]
-            try:  # resolve every future: a failed host must fail the flow
-                outcomes[i] = future.result()
-            except HostFailed as e:
-                outcomes[i] = e.outcome
-            except Exception as e:  # a crash in our own code still names the host
-                outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="failed", detail=str(e))
-            # At most one update a second (each is an API call), and the last.
-            if len(outcomes) == len(hosts) or time.monotonic() - shown_at >= PROGRESS_EVERY_S:
-                update_progress_artifact(progress, 100.0 * len(outcomes) / len(hosts),
-                                         description=f"{title}: {len(outcomes)} of {len(hosts)} hosts finished")
-                shown_at = time.monotonic()
+        for number, wave in enumerate(waves, 1):
+            if not may_continue(len(failed), rollout.max_failed_hosts):
+                first = failed[0]
+                for i in (i for w in waves[number - 1:] for i in w):
+                    outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="not started",
+                                              detail=f"rollout stopped after {len(failed)} failed host(s), "
+                                                     f"first {first.host}: {first.result}")
+                log.warning("%s: rollout stopped before wave %d of %d: %d host(s) failed (allowed: %d), first %s",
+                            title, number, len(waves), len(failed), rollout.max_failed_hosts, first.host)
+                break
+            log.info("%s: wave %d of %d: %s", title, number, len(waves), ", ".join(hosts[i].name for i in wave))
+            params = {"env": unmapped(env), "host": [hosts[i] for i in wave], "run_id": unmapped(run_id),
+                      **{k: unmapped(v) for k, v in args.items()}}
+            futures = list(runner.map(per_host, params))
+            index = {id(f): i for f, i in zip(futures, wave)}
+            for future in as_completed(futures):
+                i = index[id(future)]
+                try:  # resolve every future: a failed host must fail the flow
+                    outcomes[i] = future.result()
+                except HostFailed as e:
+                    outcomes[i] = e.outcome
+                except Exception as e:  # a crash in our own code still names the host
+                    outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="failed", detail=str(e))
+                if not outcomes[i].ok:
+                    failed.append(outcomes[i])
+                # At most one update a second (each is an API call), and the last.
+                if len(outcomes) == len(hosts) or time.monotonic() - shown_at >= PROGRESS_EVERY_S:
+                    update_progress_artifact(progress, 100.0 * len(outcomes) / len(hosts),
+                                             description=f"{title}: {len(outcomes)} of {len(hosts)} hosts "
+                                                         f"finished (wave {number} of {len(waves)})")
+                    shown_at = time.monotonic()
+    if len(outcomes) < len(hosts) or shown_at == 0.0:
+        update_progress_artifact(progress, 100.0 * len(outcomes) / len(hosts),
+                                 description=f"{title}: {len(outcomes)} of {len(hosts)} hosts finished")
     return [outcomes[i] for i in range(len(hosts))]
 
 
@@ -78,7 +152,7 @@ def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostO
 
 
 def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, note: str = "",
-                 **args) -> list[HostOutcome]:
+                 rollout: Rollout = ALL_AT_ONCE, **args) -> list[HostOutcome]:
     """PER_HOST(env=, host=, run_id=, **args) on every host, within a temporary
     tcp/22 rule that is revoked whatever happens. Raises FleetFailed after all
     hosts finished if any did not end where it should."""
@@ -87,8 +161,9 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
     rule = None
     outcomes: list[HostOutcome] = []
     try:
+        revoke_rules_of_dead_runs(env, run_id)   # called under the environment's lock: any other run's rule is dead
         rule = authorize_ingress(env, deployer_cidr(env, hosts[0]), run_id)
-        outcomes = _map_bounded(env, hosts, per_host, args, run_id, title)
+        outcomes = _map_bounded(env, hosts, per_host, args, run_id, title, rollout)
     finally:
         # The per-host outcomes are shown first: an error in the cleanup
         # (EC2 unreachable at revoke) must not hide what happened on the hosts.

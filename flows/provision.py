@@ -9,27 +9,29 @@ from prefect import flow
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from tasks.hosts import ReleaseToShip, provision_one
-from tasks.network import NoHosts, discover_hosts, sweep_expired_ingress
+from tasks.lock import environment_lock
+from tasks.network import NoHosts, discover_hosts
 from tasks.store import fetch_release, read_manifest, resolve_version
 
-from .fleet import run_on_fleet
+from .fleet import check_deploy, revoke_this_runs_rules, run_on_fleet
 
 
-@flow(name="provision-host")
+@flow(name="provision-host", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
 def provision_host(app: str, environment: str, version: str = "latest", address: str | None = None,
                    store_block: str = DEFAULT_STORE_BLOCK) -> list[dict]:
     """Install and start VERSION on the environment's hosts (or only the one
     at ADDRESS) that do not run the app yet; hosts that do are left alone."""
+    check_deploy(app, environment, store_block, version)
     env = load_environment(environment)
     store = load_package_store(store_block)
     vsn = resolve_version(store, app, version)
     manifest = read_manifest(store, app, vsn)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-provision-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
-        sweep_expired_ingress(env)
-        hosts = [h for h in discover_hosts(env) if address in (None, h.address)]
-        if not hosts:
-            raise NoHosts(f"no host of {environment} has address {address}")
         release = ReleaseToShip(app, vsn, manifest["sha256"], [], tarball)
-        outcomes = run_on_fleet(env, hosts, provision_one, "provision", release=release)
+        with environment_lock(environment, env.lock_timeout_seconds):
+            hosts = [h for h in discover_hosts(env) if address in (None, h.address)]
+            if not hosts:
+                raise NoHosts(f"no host of {environment} has address {address}")
+            outcomes = run_on_fleet(env, hosts, provision_one, "provision", release=release)
     return [o.as_row() for o in outcomes]

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import DEFAULT_STORE_BLOCK, load_docker_host, load_package_store
-from hotdeploy import layout
+from hotdeploy import layout, params
 from hotdeploy.appup import parse_modinfo, plan_appups
 from hotdeploy.manifest import build_manifest, manifest_bytes
 from hotdeploy.report import StepClock, release_summary_markdown
@@ -33,6 +33,11 @@ def release(
 ) -> dict:
     """Build APP_DIR's release as a hot upgrade from the store's current
     version and publish it. `version` defaults to the build timestamp."""
+    params.block_name("store_block", store_block)
+    if version is not None:
+        params.version(version, allow_latest=False)
+    if docker_host_block is not None:
+        params.block_name("docker_host_block", docker_host_block)
     log = get_run_logger()
     clock = StepClock()
     app = describe_app(app_dir)

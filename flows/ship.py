@@ -6,6 +6,7 @@ from __future__ import annotations
 from prefect import flow
 
 from blocks import DEFAULT_STORE_BLOCK
+from hotdeploy import params
 from tasks.workspace import export_git_ref, remove_workspace
 
 from .deploy import hot_deploy
@@ -17,6 +18,8 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
          store_block: str = DEFAULT_STORE_BLOCK, test_command: str = "rebar3 eunit") -> dict:
     """Test, build and publish APP_DIR (at GIT_REF when given: APP_DIR is then
     a git checkout), then hot-upgrade ENVIRONMENT to the new version."""
+    params.block_name("environment", environment)
+    params.block_name("store_block", store_block)
     source, commit = (export_git_ref(app_dir, git_ref) if git_ref else (app_dir, None))
     try:
         built = release(app_dir=str(source), store_block=store_block, git_commit=commit,

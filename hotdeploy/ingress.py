@@ -1,8 +1,10 @@
 """Temporary SSH ingress rules, recognisable and expiring (pure).
 
 The seed's `trap` revoked the rule unless the CI box was killed. Here each
-rule carries its flow run and expiry in its description, so a later deploy
-(or the sweep-ingress flow) can revoke what a killed deployer left open.
+rule carries its flow run and expiry in its description: a run recognises
+its own rule (a retried authorize), and a later run holding the
+environment's lock (or the sweep-ingress flow) revokes what a killed run left
+open. The expiry tells an operator how long the rule was meant to live.
 """
 from __future__ import annotations
 
@@ -46,10 +48,28 @@ def rules_on_port(permissions: list[dict], port: int) -> list[Rule]:
     return out
 
 
-def expired(permissions: list[dict], port: int, now: datetime) -> list[Rule]:
-    """Our rules on PORT whose expiry has passed; rules of others are never touched."""
-    return [r for r in rules_on_port(permissions, port)
-            if (parsed := parse_description(r.description)) and parsed[1] <= now]
+def run_of(rule: Rule) -> str | None:
+    """The flow run a rule of ours was made for; None for anyone else's rule."""
+    parsed = parse_description(rule.description)
+    return parsed[0] if parsed else None
+
+
+def of_run(permissions: list[dict], port: int, run_id: str) -> list[Rule]:
+    """The rules RUN_ID made (a retried authorize finds its own here)."""
+    return [r for r in rules_on_port(permissions, port) if run_of(r) == run_id]
+
+
+def of_other_runs(permissions: list[dict], port: int, run_id: str) -> list[Rule]:
+    """Our rules made by other runs: under the environment's lock, their
+    runs are over (killed before their revoke), whatever their expiry."""
+    return [r for r in rules_on_port(permissions, port) if run_of(r) not in (None, run_id)]
+
+
+def still_ours(permissions: list[dict], rule: Rule) -> bool:
+    """Whether RULE is still there with our description: if someone changed
+    its description (they want it kept), it is theirs now, not ours to revoke."""
+    return any(r.cidr == rule.cidr and r.description == rule.description
+               for r in rules_on_port(permissions, rule.port))
 
 
 def covered(permissions: list[dict], port: int, cidr: str) -> bool:

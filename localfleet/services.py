@@ -35,8 +35,14 @@ def wait_for(url: str, what: str, seconds: float = 120, proc: subprocess.Popen |
     raise RuntimeError(f"{what} did not answer at {url} within {seconds:.0f} s")
 
 
+# Deploy locks are concurrency leases: kept on disk, a server restart does not
+# leave a dead holder's slot taken for ever (the default keeps them in memory).
+LEASE_STORAGE = "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=prefect.server.concurrency.lease_storage.filesystem"
+
+
 def prefect_server_cmd(port: int) -> list[str]:
-    return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    return ["env", LEASE_STORAGE, sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+            "--port", str(port)]
 
 
 def moto_server_cmd(port: int) -> list[str]:

@@ -70,17 +70,6 @@ def deployer_cidr(env: DeployEnvironment, first_host: Host) -> str:
         return f"{s.getsockname()[0]}/32"
 
 
-@task(**EC2_RETRIES)
-def sweep_expired_ingress(env: DeployEnvironment, now: datetime | None = None) -> list[Rule]:
-    """Revoke our rules whose expiry passed (a deployer killed before its finally)."""
-    log = get_run_logger()
-    stale = ingress.expired(_permissions(env), env.ssh_port, now or datetime.now(timezone.utc))
-    for rule in stale:
-        _revoke(env, rule)
-        log.warning("revoked expired ingress %s on tcp/%d (%s)", rule.cidr, rule.port, rule.description)
-    return stale
-
-
 def _revoke(env: DeployEnvironment, rule: Rule) -> None:
     try:
         _ec2(env).revoke_security_group_ingress(
@@ -94,10 +83,16 @@ def _revoke(env: DeployEnvironment, rule: Rule) -> None:
 
 @task(**EC2_RETRIES)
 def authorize_ingress(env: DeployEnvironment, cidr: str, run_id: str) -> Rule | None:
-    """Open tcp/22 from CIDR, unless a rule already does (then it is not ours
-    to revoke and None is returned)."""
+    """Open tcp/22 from CIDR for RUN_ID. A rule RUN_ID made already (this
+    task retried after a lost answer) is returned as ours; a rule of anyone
+    else that already allows CIDR means we add none (None: nothing to revoke)."""
     log = get_run_logger()
-    if ingress.covered(_permissions(env), env.ssh_port, cidr):
+    permissions = _permissions(env)
+    own = ingress.of_run(permissions, env.ssh_port, run_id)
+    if own:
+        log.info("tcp/%d from %s: our own rule is there already (%s)", env.ssh_port, own[0].cidr, own[0].description)
+        return own[0]
+    if ingress.covered(permissions, env.ssh_port, cidr):
         log.info("tcp/%d from %s is already allowed by an existing rule; adding none", env.ssh_port, cidr)
         return None
     expires = datetime.now(timezone.utc) + timedelta(minutes=env.ingress_ttl_minutes)
@@ -108,16 +103,50 @@ def authorize_ingress(env: DeployEnvironment, cidr: str, run_id: str) -> Rule | 
             IpPermissions=[{"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port,
                             "IpRanges": [{"CidrIp": cidr, "Description": rule.description}]}])
     except ClientError as e:
-        # A retry after a lost response finds its own rule already there.
         if e.response.get("Error", {}).get("Code") != "InvalidPermission.Duplicate":
             raise
+        # Someone else's identical rule appeared between our read and our add: theirs, never revoked by us.
+        log.info("tcp/%d from %s was added by someone else meanwhile; adding none", env.ssh_port, cidr)
+        return None
     log.info("authorized tcp/%d from %s on %s (%s)", rule.port, cidr, env.security_group_id, rule.description)
     return rule
 
 
 @task(**EC2_RETRIES)
 def revoke_ingress(env: DeployEnvironment, rule: Rule | None) -> None:
+    """Revoke RULE if it is still ours (its description unchanged)."""
     if rule is None:
+        return
+    if not ingress.still_ours(_permissions(env), rule):
+        get_run_logger().warning("tcp/%d from %s is no longer our rule (removed or relabelled by someone): "
+                                 "left as it is", rule.port, rule.cidr)
         return
     _revoke(env, rule)
     get_run_logger().info("revoked tcp/%d from %s on %s", rule.port, rule.cidr, env.security_group_id)
+
+
+@task(**EC2_RETRIES)
+def revoke_rules_of_dead_runs(env: DeployEnvironment, run_id: str) -> list[Rule]:
+    """Under the environment's lock, every rule of ours made by another run
+    belongs to a run that is over (killed before its revoke): revoke them,
+    except those of the runs holding the lock around this one (a rehearsal's
+    probe rule, while its deploys run)."""
+    from .lock import lock_holders
+    log = get_run_logger()
+    alive = lock_holders() | {run_id}
+    dead = [r for r in ingress.of_other_runs(_permissions(env), env.ssh_port, run_id)
+            if ingress.run_of(r) not in alive]
+    for rule in dead:
+        _revoke(env, rule)
+        log.warning("revoked tcp/%d from %s left by run %s (killed before its revoke?)", rule.port, rule.cidr,
+                    ingress.run_of(rule))
+    return dead
+
+
+def revoke_rules_of_run(env: DeployEnvironment, run_id: str) -> list[Rule]:
+    """Every rule RUN_ID made (for the cancellation and crash hooks, which
+    run outside any flow)."""
+    rules = ingress.of_run(_permissions(env), env.ssh_port, run_id)
+    for rule in rules:
+        _revoke(env, rule)
+    return rules

@@ -45,9 +45,9 @@ def pytest_configure(config):
     if os.environ.get("HOTDEPLOY_UNIT_ONLY"):
         return
     log = open(home / "server.log", "w")
-    _server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True)
+    from localfleet.services import prefect_server_cmd
+    _server = subprocess.Popen(prefect_server_cmd(port), stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **env}, start_new_session=True)
 
 
 def pytest_unconfigure(config):

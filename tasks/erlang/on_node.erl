@@ -414,7 +414,21 @@ Upgrade_ = fun() ->
                                            [Prev, Vsn, maps:get(result, Outcome), After])),
                maps:merge(Base, Outcome#{running => After, pid_after => list_to_integer(os:getpid())}) end,
 
+%% A node still booting answers erl_call before release_handler runs: wait
+%% for init to say the boot is done (a fresh start, a restart).
+Booted_ = fun() ->
+              Until = Now_() + maps:get(boot_wait_ms, P, 15000),
+              Wait = fun Wait() ->
+                         case init:get_status() of
+                             {started, _} -> ok;
+                             Status -> case Now_() > Until of
+                                           true -> Failf_("the node is not booted (~0p)", [Status]);
+                                           false -> timer:sleep(100), Wait()
+                                       end
+                         end end,
+              Wait() end,
 Result_ = try
+              Booted_(),
               case maps:get(op, P) of
                   inspect -> Inspect_();
                   upgrade -> Upgrade_();

@@ -104,8 +104,9 @@ def test_host_cut_off_mid_deploy_fails_the_flow_others_finish_and_a_rerun_comple
         cut.set()
     threading.Thread(target=cut_when_transfer_starts, daemon=True).start()
 
-    with pytest.raises(FleetFailed) as failure:
-        hot_deploy(app=APP, environment=env.name, version=v2, store_block=releases.block)
+    with pytest.raises(FleetFailed) as failure:   # all at once: the others must finish regardless
+        hot_deploy(app=APP, environment=env.name, version=v2, store_block=releases.block,
+                   canary=0, wave_size="100%", max_failed_hosts=3)
     assert cut.is_set()
     assert victim.name in str(failure.value) and "1 of 3" in str(failure.value)
     others = [h for h in env.fleet.hosts if h is not victim]
@@ -140,7 +141,7 @@ def test_failed_health_gate_rolls_that_host_back_alone(make_env, releases, moto_
 
     with LoadClient([h.address for h in env.fleet.hosts], connections=2, max_seconds=240) as load:
         with pytest.raises(FleetFailed) as failure:
-            hot_deploy(app=APP, environment=env.name, version="latest", store_block=block)
+            hot_deploy(app=APP, environment=env.name, version="latest", store_block=block, max_failed_hosts=1)
     assert load.stats.failed == 0, load.stats.summary()
     assert sick.name in str(failure.value) and "rolled back" in str(failure.value)
     assert "health gate" in str(failure.value)

@@ -22,11 +22,12 @@ def test_description_round_trip():
     assert ingress.parse_description("office") is None
 
 
-def test_only_our_expired_rules_are_swept():
+def test_only_our_rules_of_other_runs_are_swept_whatever_their_expiry():
     p = perms(("1.2.3.4/32", ingress.description("old", NOW - timedelta(minutes=1))),
               ("5.6.7.8/32", ingress.description("live", NOW + timedelta(minutes=10))),
+              ("7.7.7.7/32", ingress.description("me", NOW + timedelta(minutes=10))),
               ("9.9.9.0/24", "office"))
-    assert [r.cidr for r in ingress.expired(p, 22, NOW)] == ["1.2.3.4/32"]
+    assert [r.cidr for r in ingress.of_other_runs(p, 22, "me")] == ["1.2.3.4/32", "5.6.7.8/32"]
 
 
 def test_existing_rule_covers_the_deployer():
@@ -57,3 +58,18 @@ def test_firewall_accepts_group_ranges_then_drops_ssh():
     assert body.index("    ip saddr 198.18.0.1/32 tcp dport 22 accept") < body.index("    tcp dport 22 drop")
     assert "8080" not in script  # only ssh is guarded; the app port stays open
     assert "ip saddr" not in ruleset([])
+
+
+def test_rules_by_run():
+    from hotdeploy.ingress import Rule, description, of_other_runs, of_run, run_of, still_ours
+    from datetime import datetime, timezone
+    when = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
+    mine, dead = description("run-a", when), description("run-b", when)
+    perms = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [
+        {"CidrIp": "198.18.0.1/32", "Description": mine}, {"CidrIp": "203.0.113.7/32", "Description": dead},
+        {"CidrIp": "192.0.2.0/24", "Description": "office bastion"}]}]
+    assert run_of(Rule("x", 22, mine)) == "run-a" and run_of(Rule("x", 22, "office")) is None
+    assert [r.cidr for r in of_run(perms, 22, "run-a")] == ["198.18.0.1/32"]
+    assert [r.cidr for r in of_other_runs(perms, 22, "run-a")] == ["203.0.113.7/32"]
+    assert still_ours(perms, Rule("198.18.0.1/32", 22, mine))
+    assert not still_ours(perms, Rule("192.0.2.0/24", 22, mine)), "someone relabelled it: theirs now"
