@@ -174,6 +174,21 @@ PruneTree_ = fun(Before) ->
                   end || {Sup, _, Id, _, _} <- Tree_(), not lists:member({Sup, Id}, Before)],
                  ok end,
 TreeIds_ = fun() -> [{Sup, Id} || {Sup, _, Id, _, _} <- Tree_()] end,
+%% After an install: children whose specs the release added are started
+%% ({update, Sup, supervisor} adds a spec, never its process), with the
+%% supervisor's own restart_child; one that does not start fails the upgrade.
+StartNewChildren_ = fun(Before) ->
+                        [case supervisor:restart_child(Sup, Id) of
+                             {ok, _} -> ok;
+                             {ok, _, _} -> ok;
+                             {error, running} -> ok;
+                             {error, restarting} -> ok;
+                             {error, E} -> Failf_("health gate: new child ~0p of ~s's supervision tree did not "
+                                                  "start: ~s", [Path, App_, Short_(E)])
+                         end || {Sup, Path, Id, undefined, _} <- Tree_(), not lists:member({Sup, Id}, Before),
+                                (catch maps:get(restart, element(2, supervisor:get_childspec(Sup, Id)), permanent))
+                                    =/= temporary],
+                        ok end,
 
 %% Error-level log events while the gate watches (crash reports, supervisor
 %% reports, a gen_server terminating): a primary logger filter that forwards
@@ -373,7 +388,8 @@ Upgrade_ = fun() ->
                Record_(io_lib:format("from=~s to=~s result=begin", [Prev, Vsn])),
                Outcome = try
                    case Mode of
-                       install -> Timed_(install, fun() -> Install_(Vsn) end);
+                       install -> Timed_(install, fun() -> Install_(Vsn) end),
+                                  Timed_(new_children, fun() -> StartNewChildren_(TreeBefore) end);
                        finish -> ok
                    end,
                    Timed_(gate, fun() -> Gate_(Vsn) end),

@@ -63,22 +63,40 @@ def test_gate_catches_a_crashing_code_change_on_a_foreground_node_without_logs(
     assert env.ssh_rules() == []
 
 
-def test_a_new_supervised_child_that_does_not_run_fails_the_gate(make_env, releases, moto_url, tmp_path_factory):
+def test_a_new_supervised_worker_runs_after_the_upgrade_and_one_that_cannot_start_sends_the_host_back(
+        make_env, releases, moto_url, tmp_path_factory):
     from flows.deploy import hot_deploy
     from flows.fleet import FleetFailed
     from flows.release import release
     block, _, _ = copy_store(releases, moto_url, ["v1", "v2"])
     v2 = releases.versions["v2"]
-    worker = release(app_dir=str(checkout(tmp_path_factory, "new-worker")), store_block=block)["version"]
-    env = make_env(1)
+    env = make_env(2, max_failed_hosts=1)
     provision(env, block, v2)
-    [host] = env.fleet.hosts
-    pid = check.beam_pid(host)
+    ok_host = env.fleet.hosts[0]
+    pids = [check.beam_pid(h) for h in env.fleet.hosts]
+
+    def supervisor_and_children(host) -> tuple[str, str]:
+        expr = ("Sup = whereis(example_app_sup), "
+                "{Sup, [Id || {Id, P, _, _} <- supervisor:which_children(Sup), is_pid(P)]}.")
+        out = host.run(f"cd {ROOT} && echo '{expr}' | erts-*/bin/erl_call -name {APP}@127.0.0.1 -e").stdout
+        return out.split(",", 1)[0], out
+    sup_before = supervisor_and_children(ok_host)[0]
+
+    broken = release(app_dir=str(checkout(tmp_path_factory, "broken-worker")), store_block=block)["version"]
     with pytest.raises(FleetFailed) as failure:
-        hot_deploy(app=APP, environment=env.name, version=worker, store_block=block)
+        hot_deploy(app=APP, environment=env.name, version=broken, store_block=block)
     text = str(failure.value)
-    assert "rolled back" in text and "supervision tree" in text and "example_app_ticker" in text, text
-    assert check.version(host) == v2 and check.beam_pid(host) == pid
+    assert "rolled back" in text and "example_app_ticker" in text and "did not start" in text, text
+    assert [check.version(h) for h in env.fleet.hosts] == [v2, v2]
+    assert "example_app_ticker" not in supervisor_and_children(ok_host)[1], "the spec the failed release added is gone"
+
+    block, _, _ = copy_store(releases, moto_url, ["v1", "v2"])
+    worker = release(app_dir=str(checkout(tmp_path_factory, "new-worker")), store_block=block)["version"]
+    rows = hot_deploy(app=APP, environment=env.name, version=worker, store_block=block)
+    assert [r["result"] for r in rows] == ["upgraded", "upgraded"]
+    sup_after, children = supervisor_and_children(ok_host)
+    assert "example_app_ticker" in children and sup_after == sup_before, children
+    assert [check.beam_pid(h) for h in env.fleet.hosts] == pids
 
 
 def test_a_restart_after_hot_upgrades_boots_what_runs_and_a_stale_start_script_is_repaired(make_env, releases):
