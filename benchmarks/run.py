@@ -7,7 +7,8 @@ python -m benchmarks.run [--sizes 1,4,16,32] [--out benchmarks/out]
    fleet on v1;
 2. fleet scaling: for each size, three contenders ship v1 -> v2, each on a
    fresh fleet on v1 (cold hosts: only v1 unpacked), under the same load
-   client (its own process), timed whole: the hot_deploy flow from start to
+   client (its own process), timed whole (and once more on another fresh
+   fleet without load, for the hosts' CPU and the unloaded time): the hot_deploy flow from start to
    end (own process), a sequential ssh loop and an `xargs -P` loop of the
    seed's `bin/<rel> upgrade`, each with its own ingress and transfer;
 3. availability: the load during each contender, and the same load for as
@@ -267,24 +268,40 @@ def bench_scaling(moto_url: str, work: Path, store: str, sizes: list[int], serve
     for n in sizes:
         row: dict = {"hosts": n}
         for contender in ("ours", "sequential", "xargs"):
-            log(f"fleet scaling: {n} host(s), {contender}")
-            fleet = fresh_fleet(f"bs{n}{contender[0]}", n, first, moto_url, store, v1)
+            key = {"ours": "ours", "sequential": "sequential_ssh", "xargs": "xargs_parallel"}[contender]
+
+            def run(fleet: Fleet) -> tuple[float, dict | None]:
+                if contender == "ours":
+                    deployed = deploy_in_own_process(fleet, v2, store)
+                    return deployed["seconds"], deployed
+                return shell_upgrade(fleet, v2, tarball, parallel=1 if contender == "sequential" else n), None
+
+            # Pass 1, no load: the hosts' CPU for the upgrade alone (under load the
+            # nodes' request work would be counted too).
+            log(f"fleet scaling: {n} host(s), {contender}, host CPU (no load)")
+            fleet = fresh_fleet(f"bs{n}{contender[0]}c", n, first, moto_url, store, v1)
             first = first + n if first + 2 * n < 250 else 10
             try:
                 cpu0 = host_cpu_s(fleet)
+                quiet_seconds, _ = run(fleet)
+                row[f"{key}_host_cpu_s_per_host" if key != "ours" else "host_cpu_s_per_host"] = \
+                    round((host_cpu_s(fleet) - cpu0) / n, 3)
+                row[f"{key}_no_load_s"] = round(quiet_seconds, 3)
+            finally:
+                fleet.stop()
+            # Pass 2, a fresh fleet again, under the load: time and availability.
+            log(f"fleet scaling: {n} host(s), {contender}, under load")
+            fleet = fresh_fleet(f"bs{n}{contender[0]}", n, first, moto_url, store, v1)
+            first = first + n if first + 2 * n < 250 else 10
+            try:
                 with Load(fleet.addresses) as load:
-                    if contender == "ours":
-                        deployed = deploy_in_own_process(fleet, v2, store)
-                        seconds = deployed["seconds"]
-                    else:
-                        seconds = shell_upgrade(fleet, v2, tarball, parallel=1 if contender == "sequential" else n)
-                cpu = (host_cpu_s(fleet) - cpu0) / n
+                    seconds, deployed = run(fleet)
                 if contender == "ours":
                     with Load(fleet.addresses) as quiet:   # the same load for as long, no upgrade
                         time.sleep(seconds)
                     per_host = [sum(r["seconds"].values()) for r in deployed["rows"]]
                     row.update({
-                        "ours_s": seconds, "host_cpu_s_per_host": round(cpu, 3),
+                        "ours_s": seconds,
                         "per_host_p50_s": pct(per_host, 50), "per_host_p95_s": pct(per_host, 95),
                         "per_host_no_soak_p50_s": pct([x - SOAK_S for x in per_host], 50),
                         "sent_kb_per_host": round(sum(r.get("sent_bytes", 0) for r in deployed["rows"]) / n / 1024, 1),
@@ -295,9 +312,7 @@ def bench_scaling(moto_url: str, work: Path, store: str, sizes: list[int], serve
                         "load_without_upgrade": quiet.result["summary"],
                         "latency_timeline": load.result["timeline"]})
                 else:
-                    key = "sequential_ssh" if contender == "sequential" else "xargs_parallel"
-                    row.update({f"{key}_s": round(seconds, 3), f"{key}_host_cpu_s_per_host": round(cpu, 3),
-                                f"{key}_load": load.result["summary"]})
+                    row.update({f"{key}_s": round(seconds, 3), f"{key}_load": load.result["summary"]})
             finally:
                 fleet.stop()
         results.append(row)
@@ -355,11 +370,14 @@ def write_outputs(results: dict, out: Path) -> None:
         met = "not run" if t["met"] is None else ("yes" if t["met"] else "**MISSED**")
         lines.append(f"| {t['figure']} | {t['measured']} | <= {t['target']} | {met} |")
     lines += ["", "### Fleet scaling (upgrade stage, each contender from a fresh fleet on v1, same load) and cost",
-              "", "| hosts | ours (s) | sequential ssh (s) | xargs -P (s) | ours vs 1 host | host CPU/host: ours, "
-              "seq, xargs (s) | per-host p50/p95 (s) | sent/host (KB) | deployer peak RSS (MB) "
-              "| Prefect server RSS (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "", "| hosts | ours (s) | sequential ssh (s) | xargs -P (s) | no load: ours, seq, xargs (s) "
+              "| ours vs 1 host | host CPU/host, no load: ours, seq, xargs (s) | per-host p50/p95 (s) "
+              "| sent/host (KB) | deployer peak RSS (MB) | Prefect server RSS (MB) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["scaling"]:
         lines.append(f"| {r['hosts']} | {r['ours_s']:.2f} | {r['sequential_ssh_s']:.2f} | {r['xargs_parallel_s']:.2f} "
+                     f"| {r['ours_no_load_s']:.2f}, {r['sequential_ssh_no_load_s']:.2f}, "
+                     f"{r['xargs_parallel_no_load_s']:.2f} "
                      f"| {r['ours_vs_1host']} | {r['host_cpu_s_per_host']}, "
                      f"{r['sequential_ssh_host_cpu_s_per_host']}, {r['xargs_parallel_host_cpu_s_per_host']} "
                      f"| {r['per_host_p50_s']}/{r['per_host_p95_s']} | {r['sent_kb_per_host']} "
