@@ -41,6 +41,7 @@ Json_ = fun Json(M) when is_map(M) ->
 Fail_ = fun(Why) -> throw({hotdeploy_fail, Short_(Why)}) end,
 Failf_ = fun(Fmt, Args) -> throw({hotdeploy_fail, iolist_to_binary(io_lib:format(Fmt, Args))}) end,
 put(hotdeploy_steps, []),
+put(hotdeploy_since, 0),
 Steps_ = fun() -> maps:from_list(get(hotdeploy_steps)) end,
 Timed_ = fun(Name, F) ->
              T0 = Now_(),
@@ -207,8 +208,14 @@ WatchLogs_ = fun() ->
                      Err -> Failf_("cannot watch the node's log events (~0p): the gate cannot tell, so it fails", [Err])
                  end end,
 UnwatchLogs_ = fun() -> logger:remove_primary_filter(hotdeploy_gate) end,
+%% Events logged before the time in hotdeploy_since (a logger timestamp) are
+%% dropped: a crash report of the failed release that arrives late must not
+%% fail the gate of the way back.
 CrashLines_ = fun Events(Acc) ->
-                  receive {hotdeploy_event, #{msg := Msg, meta := Meta}} ->
+                  Since = get(hotdeploy_since),
+                  receive {hotdeploy_event, #{meta := #{time := T}}} when T < Since ->
+                      Events(Acc);
+                          {hotdeploy_event, #{msg := Msg, meta := Meta}} ->
                       Text = case Msg of
                                  {report, R} -> Short_(R);
                                  {string, S} -> Short_(unicode:characters_to_binary(S));
@@ -403,6 +410,7 @@ Upgrade_ = fun() ->
                        #{result => node_restarting, detail => Why};
                    _ ->
                    %% Back to what ran, gated like an upgrade: only then "rolled back".
+                   put(hotdeploy_since, logger:timestamp()),
                    CrashLines_([]),
                    try
                        case Running_() of
