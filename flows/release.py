@@ -17,7 +17,7 @@ from hotdeploy.report import StepClock, release_summary_markdown
 from hotdeploy.layout import parse_checksum
 from hotdeploy.versions import next_version
 from tasks.container import build_release, ensure_builder_image, inspect_modules, test_in_container
-from tasks.store import download, list_versions, put_new, put_pointer, read_text
+from tasks.store import download, list_store, move_pointer, put_new, read_manifest, read_pointer, read_text
 from tasks.workspace import (describe_app, make_upgrade_package, prepare_workspace, remove_workspace,
                              restore_previous, verify_artifact, write_appups)
 
@@ -45,6 +45,21 @@ def release(
     engine = load_docker_host(docker_host_block)
     name = app.release
 
+    with clock.step("store"):
+        # Read first, so garbage in the store stops the run before any build,
+        # and the pointer's ETag is the one the publish compares against.
+        listing = list_store(store, name)
+        pointer = read_pointer(store, name)
+        previous = pointer.version
+        if previous is not None and previous not in listing.published:
+            log.warning("the VERSION pointer names %s, which is not a complete publish: building from the "
+                        "newest published version instead", previous)
+            previous = listing.published[-1] if listing.published else None
+        if previous:
+            read_manifest(store, name, previous)
+        if listing.incomplete:
+            log.warning("ignoring interrupted publishes of %s: %s", name, ", ".join(listing.incomplete))
+
     with clock.step("builder image"):
         image = ensure_builder_image(app.dockerfile, engine)
     workspace = prepare_workspace(app)
@@ -53,9 +68,7 @@ def release(
             test_in_container(engine, image, workspace, test_command)
 
         with clock.step("next version"):
-            vsn = str(next_version(datetime.now(timezone.utc), list_versions(store, name), version))
-            previous = read_text(store, layout.pointer_key(name))
-            previous = previous.strip() if previous else None
+            vsn = str(next_version(datetime.now(timezone.utc), listing.taken, version))
             log.info("building %s %s, upgrading from %s", name, vsn, previous or "nothing (first release)")
 
         with clock.step("fetch previous"):
@@ -90,13 +103,13 @@ def release(
             put_new(store, layout.checksum_key(name, vsn),
                     layout.checksum_line(sha256, vsn).encode(), "text/plain")
             put_new(store, layout.manifest_key(name, vsn), manifest_bytes(manifest), "application/json")
-            put_pointer(store, name, vsn)  # last: a deploy only ever sees a complete version
+            pointer_now = move_pointer(store, name, vsn, pointer)  # last: only complete versions are named
     finally:
         remove_workspace(workspace)
 
     summary = {"release": name, "version": vsn, "previous": previous, "sha256": sha256,
                "builder_image": image.tag, "builder_image_built": image.built,
-               "appup": manifest["appup"], "timings": clock.seconds}
+               "appup": manifest["appup"], "timings": clock.seconds, "pointer": pointer_now}
     create_markdown_artifact(release_summary_markdown(summary), key=f"release-{name.replace('_', '-')}",
                              description=f"release {name} {vsn}")
     log.info("released %s %s: %s", name, vsn, json.dumps(clock.seconds))

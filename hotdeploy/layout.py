@@ -6,7 +6,14 @@
                                 (releases/VSN, changed lib/ dirs; hotdeploy/package.py)
   <app>/<VSN>.manifest.json     what was built, from what, how
   <app>/<VSN>.rehearsal.json    the last rehearsal's verdict (rewritten)
-  <app>/VERSION                 pointer to the newest release, written last
+  <app>/VERSION                 pointer to the newest release, written last, moved
+                                only forward (compare-and-set on its ETag)
+  <app>/environments/<env>.json what each host of an environment ran when a fleet
+                                flow last finished there (rewritten)
+
+A version is *published* only when its tarball, checksum and manifest are
+all there (the manifest is written after the other two): anything less is an
+interrupted publish, ignored by every flow and listed by `status`.
 
 The seed also kept a `latest.tar.gz`; a pointer plus immutable versions means a
 deploy can never download a tarball that a concurrent release is replacing.
@@ -14,11 +21,11 @@ deploy can never download a tarball that a concurrent release is replacing.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from .versions import Version
 
 _APP = re.compile(r"[a-z][a-z0-9_]*")
-_TARBALL = re.compile(r"(?:.*/)?([^/]+)\.tar\.gz")
 
 
 def check_app_name(app: str) -> str:
@@ -51,17 +58,46 @@ def pointer_key(app: str) -> str:
     return f"{app}/VERSION"
 
 
-def versions_in(keys: list[str]) -> list[str]:
-    """Published versions among listed keys (names that are not versions are ignored)."""
-    found = []
+def environment_key(app: str, environment: str) -> str:
+    return f"{app}/environments/{environment}.json"
+
+
+_PARTS = {".tar.gz": "tarball", ".tar.gz.sha256": "checksum", ".manifest.json": "manifest"}
+_VERSION_OBJECT = re.compile(r"([^/]+?)(\.tar\.gz|\.tar\.gz\.sha256|\.manifest\.json)")
+
+
+@dataclass(frozen=True)
+class Listing:
+    published: list[str]                  # tarball, checksum and manifest all there; oldest first
+    incomplete: dict[str, list[str]]      # version -> the parts that are missing
+
+    @property
+    def taken(self) -> list[str]:
+        """Every version with any object: none of them may be published again."""
+        return sorted({*self.published, *self.incomplete}, key=Version.parse)
+
+
+def list_published(keys: list[str]) -> Listing:
+    """Sort an app folder's keys into published and incomplete versions
+    (names that are not versions are ignored)."""
+    parts: dict[str, set[str]] = {}
     for key in keys:
-        m = _TARBALL.fullmatch(key)
-        if m:
-            try:
-                found.append(str(Version.parse(m.group(1))))
-            except ValueError:
-                continue
-    return sorted(found, key=Version.parse)
+        m = _VERSION_OBJECT.fullmatch(key.rsplit("/", 1)[-1])
+        if not m:
+            continue
+        try:
+            vsn = str(Version.parse(m.group(1)))
+        except ValueError:
+            continue
+        parts.setdefault(vsn, set()).add(_PARTS[m.group(2)])
+    order = sorted(parts, key=Version.parse)
+    return Listing([v for v in order if len(parts[v]) == 3],
+                   {v: sorted(set(_PARTS.values()) - parts[v]) for v in order if len(parts[v]) < 3})
+
+
+def versions_in(keys: list[str]) -> list[str]:
+    """Published versions among listed keys."""
+    return list_published(keys).published
 
 
 def checksum_line(sha256: str, vsn: str) -> str:

@@ -34,3 +34,59 @@ def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, s
 
 def manifest_bytes(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_manifest(app: str, vsn: str, manifest) -> dict:
+    """MANIFEST, read from the store for APP VSN, with every value a flow
+    acts on checked: versions end up in S3 keys, paths and remote commands,
+    so a manifest holding anything else is refused, not used."""
+    from .versions import InvalidVersion, Version
+
+    def bad(field: str, why: str) -> ManifestError:
+        return ManifestError(f"the manifest of {app} {vsn} in the store is invalid: {field} {why}; nothing "
+                             "was built or deployed. Publish a new version (published objects are never "
+                             "rewritten)")
+
+    def version(field: str, value) -> str:
+        try:
+            return str(Version.parse(value))
+        except InvalidVersion:
+            raise bad(field, f"holds {_shown(value)}, not a version") from None
+
+    def versions(field: str, value) -> list[str]:
+        if not isinstance(value, list):
+            raise bad(field, f"holds {_shown(value)}, not a list of versions")
+        return [version(field, v) for v in value]
+
+    def sha256(field: str, value) -> str:
+        if not (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+            raise bad(field, f"holds {_shown(value)}, not a sha256")
+        return value
+
+    if not isinstance(manifest, dict):
+        raise bad("", f"is {_shown(manifest)}, not a JSON object")
+    if manifest.get("app") != app:
+        raise bad("app", f"names {_shown(manifest.get('app'))}")
+    if version("version", manifest.get("version")) != vsn:
+        raise bad("version", f"names {_shown(manifest.get('version'))}")
+    if manifest.get("previous") is not None:
+        version("previous", manifest["previous"])
+    versions("up_from", manifest.get("up_from", []))
+    versions("down_to", manifest.get("down_to", []))
+    sha256("sha256", manifest.get("sha256"))
+    package = manifest.get("upgrade_package")
+    if package is not None:
+        if not isinstance(package, dict):
+            raise bad("upgrade_package", f"holds {_shown(package)}")
+        version("upgrade_package.from", package.get("from"))
+        sha256("upgrade_package.sha256", package.get("sha256"))
+    return manifest

@@ -32,6 +32,9 @@ def release_summary_markdown(summary: dict) -> str:
             f"- sha256: `{summary['sha256']}`\n"
             f"- builder image: {summary['builder_image']} "
             f"({'built' if summary['builder_image_built'] else 'cached'})\n")
+    if summary.get("pointer") not in (None, summary["version"]):
+        head += (f"- the VERSION pointer stays on {summary['pointer']} (another release moved it past this "
+                 "one meanwhile); deploy this version by name\n")
     if summary.get("appup"):
         head += "- generated appup instructions:\n" + "".join(f"  - `{i}`\n" for i in summary["appup"])
     steps = markdown_table(["step", "seconds"], [[k, v] for k, v in summary["timings"].items()])

@@ -15,6 +15,7 @@ from . import firewall
 BRIDGE = "hdbr0"
 GATEWAY = "198.18.0.1"
 PREFIX = "hd-"
+fleets_started = 0      # in this process: the test session's leak check runs only if it made any
 STATE_DIR = Path("/var/lib/hotdeploy-fleet")
 
 
@@ -80,6 +81,8 @@ class Fleet:
     def start(self) -> "Fleet":
         if self.first + self.size > 250:
             raise ValueError("the test bridge has room for hosts .10-.249 only")
+        global fleets_started
+        fleets_started += 1
         ensure_bridge()
         self.dir.mkdir(parents=True, exist_ok=True)
         if not self.deployer_key.exists():

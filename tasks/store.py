@@ -89,14 +89,19 @@ def unpacked_size(path: Path) -> int:
 
 @task(**S3_RETRIES)
 @_s3_call
-def list_versions(store: S3Bucket, app: str) -> list[str]:
-    """Every published version of APP, oldest first."""
+def list_store(store: S3Bucket, app: str) -> layout.Listing:
+    """APP's published versions (oldest first) and interrupted publishes."""
     client, keys = _client(store), []
     paginator = client.get_paginator("list_objects_v2")
     prefix = _key(store, f"{app}/")
     for page in paginator.paginate(Bucket=store.bucket_name, Prefix=prefix):
         keys += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
-    return layout.versions_in(keys)
+    return layout.list_published(keys)
+
+
+def list_versions(store: S3Bucket, app: str) -> list[str]:
+    """Every published version of APP, oldest first."""
+    return list_store(store, app).published
 
 
 @task(**S3_RETRIES)
@@ -149,17 +154,86 @@ def put_new(store: S3Bucket, key: str, body: bytes | Path, content_type: str = "
     return digest
 
 
+class BadPointer(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class Pointer:
+    version: str | None      # None: no release yet
+    etag: str | None         # what a compare-and-set move must still find
+
+
+def _pointer_version(store: S3Bucket, app: str, text: str) -> str:
+    from hotdeploy.versions import InvalidVersion, Version
+    try:
+        return str(Version.parse(text.strip()))
+    except InvalidVersion:
+        shown = repr(text.strip()) if len(text) <= 60 else repr(text.strip()[:57] + "...")
+        raise BadPointer(f"the VERSION pointer of {app} in s3://{store.bucket_name} holds {shown}, not a "
+                         "version: nothing was built or deployed. Write a published version into it (status "
+                         "lists them) or delete it") from None
+
+
 @task(**S3_RETRIES)
 @_s3_call
-def put_pointer(store: S3Bucket, app: str, vsn: str) -> None:
-    """Move APP's VERSION pointer to VSN (the only object ever rewritten)."""
-    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.pointer_key(app)),
-                              Body=vsn.encode(), ContentType="text/plain")
-    get_run_logger().info("VERSION of %s now names %s", app, vsn)
+def read_pointer(store: S3Bucket, app: str) -> Pointer:
+    """APP's VERSION pointer, validated, with its ETag."""
+    try:
+        obj = _client(store).get_object(Bucket=store.bucket_name, Key=_key(store, layout.pointer_key(app)))
+    except ClientError as e:
+        if _missing(e):
+            return Pointer(None, None)
+        raise
+    return Pointer(_pointer_version(store, app, obj["Body"].read().decode(errors="replace")), obj["ETag"])
+
+
+def _precondition_failed(e: ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+@task(**S3_RETRIES)
+@_s3_call
+def move_pointer(store: S3Bucket, app: str, vsn: str, read: Pointer) -> str:
+    """Move APP's VERSION pointer to VSN by compare-and-set: only if it still
+    holds what READ saw (If-Match on its ETag; If-None-Match when there was
+    none). When another release moved it meanwhile, it moves only forward.
+    Returns the version the pointer names afterwards."""
+    from hotdeploy.versions import Version
+    log, client, key = get_run_logger(), _client(store), _key(store, layout.pointer_key(app))
+    for _ in range(5):
+        condition = {"IfMatch": read.etag} if read.etag else {"IfNoneMatch": "*"}
+        try:
+            client.put_object(Bucket=store.bucket_name, Key=key, Body=vsn.encode(), ContentType="text/plain",
+                              **condition)
+            log.info("VERSION of %s now names %s", app, vsn)
+            return vsn
+        except ClientError as e:
+            if not _precondition_failed(e):
+                raise
+        read = read_pointer.fn(store, app)
+        if read.version == vsn:   # an earlier attempt of this very move landed
+            return vsn
+        if read.version is not None and Version.parse(read.version) >= Version.parse(vsn):
+            log.warning("another release moved the VERSION pointer of %s to %s meanwhile: it stays there "
+                        "(never moved backwards); %s is published and can be deployed by name", app,
+                        read.version, vsn)
+            return read.version
+        log.info("the VERSION pointer of %s moved to %s meanwhile (older than %s): trying again", app,
+                 read.version, vsn)
+    raise StoreError(f"the VERSION pointer of {app} kept moving under this release; {vsn} is published, "
+                     "the pointer was not moved")
 
 
 class UnknownVersion(StoreError):
     pass
+
+
+def _not_published(app: str, vsn: str, listing: layout.Listing) -> str:
+    if vsn in listing.incomplete:
+        return (f"{app} {vsn} is an interrupted publish (missing: {', '.join(listing.incomplete[vsn])}): "
+                "it is ignored; deploy a published version")
+    return f"{app} {vsn} is not in the store (published: {', '.join(listing.published[-5:]) or 'none'})"
 
 
 @task(**S3_RETRIES)
@@ -169,25 +243,34 @@ def resolve_version(store: S3Bucket, app: str, version: str) -> str:
     from hotdeploy.versions import Version
     layout.check_app_name(app)
     if version == "latest":
-        pointer = read_text.fn(store, layout.pointer_key(app))
-        if not pointer:
+        vsn = read_pointer.fn(store, app).version
+        if vsn is None:
             raise UnknownVersion(f"no release of {app} in s3://{store.bucket_name}: run the release flow first")
-        return str(Version.parse(pointer.strip()))
-    vsn = str(Version.parse(version))
-    if read_text.fn(store, layout.checksum_key(app, vsn)) is None:
-        known = list_versions.fn(store, app)
-        raise UnknownVersion(f"{app} {vsn} is not in the store (published: {', '.join(known[-5:]) or 'none'})")
+    else:
+        vsn = str(Version.parse(version))
+    listing = list_store.fn(store, app)
+    if vsn not in listing.published:
+        raise UnknownVersion(("the VERSION pointer names " if version == "latest" else "")
+                             + _not_published(app, vsn, listing))
     return vsn
 
 
 @task(**S3_RETRIES)
 @_s3_call
 def read_manifest(store: S3Bucket, app: str, vsn: str) -> dict:
+    """VSN's manifest, every value a flow acts on checked (check_manifest)."""
     import json
+
+    from hotdeploy.manifest import ManifestError, check_manifest
     text = read_text.fn(store, layout.manifest_key(app, vsn))
     if text is None:
         raise UnknownVersion(f"{app} {vsn} has no manifest in the store")
-    return json.loads(text)
+    try:
+        manifest = json.loads(text)
+    except ValueError:
+        raise ManifestError(f"the manifest of {app} {vsn} in the store is not JSON; nothing was built or "
+                            "deployed") from None
+    return check_manifest(app, vsn, manifest)
 
 
 @task(**S3_RETRIES)

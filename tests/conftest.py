@@ -103,9 +103,12 @@ def moto_url() -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_leftover_hosts():
-    """Leak check: every namespace host and the test bridge are gone at the end."""
+    """Leak check: every namespace host and the test bridge are gone at the
+    end. Only in a session that made fleets: a unit-test run beside another
+    session must not remove that session's bridge."""
     yield
-    if os.geteuid() != 0 or os.environ.get("HOTDEPLOY_UNIT_ONLY"):
+    from localfleet import fleet
+    if os.geteuid() != 0 or os.environ.get("HOTDEPLOY_UNIT_ONLY") or not fleet.fleets_started:
         return
     from localfleet.fleet import leftovers, remove_bridge
     remaining = [n for n in leftovers() if n != "hdbr0"]

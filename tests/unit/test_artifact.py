@@ -42,9 +42,16 @@ def test_mismatches_are_named(kwargs, match):
 
 
 def test_store_layout():
-    keys = ["shop/1.0.0.tar.gz", "shop/1.0.0.tar.gz.sha256", "shop/1.10.0.tar.gz", "shop/1.9.0.tar.gz",
-            "shop/VERSION", "shop/junk.tar.gz", "shop/1.0.0.manifest.json"]
-    assert layout.versions_in(keys) == ["1.0.0", "1.9.0", "1.10.0"]
+    def version(v):
+        return [f"shop/{v}.tar.gz", f"shop/{v}.tar.gz.sha256", f"shop/{v}.manifest.json"]
+    keys = [*version("1.10.0"), *version("1.0.0"), *version("1.9.0"), "shop/1.9.0.upgrade.tar.gz",
+            "shop/VERSION", "shop/junk.tar.gz", "shop/1.9.0.rehearsal.json", "shop/environments/prod.json",
+            "shop/1.11.0.tar.gz", "shop/1.11.0.tar.gz.sha256",          # interrupted before the manifest
+            "shop/1.12.0.manifest.json"]                                # tarball lost
+    listing = layout.list_published(keys)
+    assert listing.published == layout.versions_in(keys) == ["1.0.0", "1.9.0", "1.10.0"]
+    assert listing.incomplete == {"1.11.0": ["manifest"], "1.12.0": ["checksum", "tarball"]}
+    assert listing.taken == ["1.0.0", "1.9.0", "1.10.0", "1.11.0", "1.12.0"]
     assert layout.parse_checksum(layout.checksum_line("a" * 64, "1.0.0")) == "a" * 64
     with pytest.raises(ValueError):
         layout.parse_checksum("")
