@@ -15,7 +15,7 @@ from tasks.network import discover_hosts
 from tasks.store import (fetch_release, fetch_upgrade_package, read_manifest, read_rehearsal, resolve_version,
                          unpacked_size)
 
-from .fleet import Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
+from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
 
 
 @flow(name="hot-deploy", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
@@ -42,5 +42,6 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
         release.package = fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp))
         with environment_lock(environment, env.lock_timeout_seconds):
             outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "hot-deploy", note=note,
-                                    release=release, rollout=Rollout.of(env, canary, wave_size, max_failed_hosts))
+                                    release=release, rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
+                                    recording=Recording(store, app, environment))
     return [o.as_row() for o in outcomes]

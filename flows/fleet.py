@@ -12,12 +12,14 @@ from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.environment import DeployEnvironment
-from hotdeploy import params
+from hotdeploy import layout, params
+from hotdeploy.fleetstate import record_of
 from hotdeploy.rollout import may_continue, plan_waves
 from tasks.hosts import HostFailed, HostOutcome
 from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress, revoke_rules_of_dead_runs,
                            revoke_rules_of_run)
 from tasks.remote import Host
+from tasks.store import put_environment_record, read_text
 
 
 PROGRESS_EVERY_S = 1.0
@@ -151,11 +153,50 @@ def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostO
         description=f"{title}: one row per host" + (f". {note}" if note else ""))
 
 
+@dataclass(frozen=True)
+class Recording:
+    """Where a fleet flow records what runs on the environment's hosts:
+    `<app>/environments/<environment>.json` in STORE. WHOLE_FLEET: the run
+    covers every host EC2 lists (hosts no longer listed leave the record)."""
+    store: object
+    app: str
+    environment: str
+    whole_fleet: bool = True
+
+
+def _record(recording: Recording, title: str, run_id: str, outcomes: list[HostOutcome]) -> None:
+    """Rewrite the environment record from what the nodes answered in this
+    run (merged with the last record for hosts it could not read). A failure
+    here is logged, never raised: the hosts' outcomes come first."""
+    import json
+    from datetime import datetime, timezone
+    log = get_run_logger()
+    try:
+        key = layout.environment_key(recording.app, recording.environment)
+        text = read_text(recording.store, key)
+        try:
+            before = json.loads(text) if text else None
+        except ValueError:
+            log.warning("the environment record %s was not JSON: rewritten from this run alone", key)
+            before = None
+        seen = [{"host": o.host, "address": o.address, "running": o.running, "permanent": o.permanent,
+                 "result": o.result} for o in outcomes]
+        record = record_of(recording.app, recording.environment, title, run_id,
+                           datetime.now(timezone.utc).isoformat(timespec="seconds"), seen,
+                           before if isinstance(before, dict) else None, recording.whole_fleet)
+        put_environment_record(recording.store, recording.app, recording.environment, record)
+    except Exception as e:
+        log.error("could not record what runs on %s in the store: %s (the next fleet flow records it)",
+                  recording.environment, e)
+
+
 def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, note: str = "",
-                 rollout: Rollout = ALL_AT_ONCE, **args) -> list[HostOutcome]:
+                 rollout: Rollout = ALL_AT_ONCE, recording: Recording | None = None,
+                 **args) -> list[HostOutcome]:
     """PER_HOST(env=, host=, run_id=, **args) on every host, within a temporary
     tcp/22 rule that is revoked whatever happens. Raises FleetFailed after all
-    hosts finished if any did not end where it should."""
+    hosts finished if any did not end where it should. With RECORDING, what
+    the nodes answered is recorded in the store (before the revoke)."""
     log = get_run_logger()
     run_id = current_run_id()
     rule = None
@@ -171,6 +212,8 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
             _summary(env, title, note, outcomes)
             for o in outcomes:
                 log.info("%s: %s -> %s: %s %s", o.host, o.from_version, o.to_version, o.result, o.detail)
+            if recording:
+                _record(recording, title, run_id, outcomes)
         revoke_ingress(env, rule)
     if note:
         log.warning("%s", note) if note.startswith("UNREHEARSED") else log.info("%s", note)

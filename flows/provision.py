@@ -13,7 +13,7 @@ from tasks.lock import environment_lock
 from tasks.network import NoHosts, discover_hosts
 from tasks.store import fetch_release, read_manifest, resolve_version
 
-from .fleet import check_deploy, revoke_this_runs_rules, run_on_fleet
+from .fleet import Recording, check_deploy, revoke_this_runs_rules, run_on_fleet
 
 
 @flow(name="provision-host", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
@@ -33,5 +33,6 @@ def provision_host(app: str, environment: str, version: str = "latest", address:
             hosts = [h for h in discover_hosts(env) if address in (None, h.address)]
             if not hosts:
                 raise NoHosts(f"no host of {environment} has address {address}")
-            outcomes = run_on_fleet(env, hosts, provision_one, "provision", release=release)
+            outcomes = run_on_fleet(env, hosts, provision_one, "provision", release=release,
+                                    recording=Recording(store, app, environment, whole_fleet=address is None))
     return [o.as_row() for o in outcomes]

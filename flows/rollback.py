@@ -11,7 +11,7 @@ from tasks.lock import environment_lock
 from tasks.network import discover_hosts
 from tasks.store import list_versions, read_manifest, resolve_version
 
-from .fleet import Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
+from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
 
 MAX_VERSIONS_BACK = 20
 
@@ -38,5 +38,6 @@ def rollback(app: str, environment: str, to_version: str | None = None,
     release = ReleaseToShip(app, target, target_manifest["sha256"], [], None, down_paths)
     with environment_lock(environment, env.lock_timeout_seconds):
         outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "rollback", release=release,
-                                rollout=Rollout.of(env, canary, wave_size, max_failed_hosts))
+                                rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
+                                recording=Recording(store, app, environment))
     return [o.as_row() for o in outcomes]

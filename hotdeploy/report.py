@@ -39,3 +39,25 @@ def release_summary_markdown(summary: dict) -> str:
         head += "- generated appup instructions:\n" + "".join(f"  - `{i}`\n" for i in summary["appup"])
     steps = markdown_table(["step", "seconds"], [[k, v] for k, v in summary["timings"].items()])
     return head + "\n" + steps + "\n"
+
+
+def store_status_markdown(app: str, pointer: str | None, published: list[str], incomplete: dict[str, list[str]],
+                          records: dict[str, dict], shown: int = 10) -> str:
+    """What the store knows about APP: the pointer, the newest published
+    versions, interrupted publishes, and what each environment runs."""
+    out = [f"### {app} in the store", "",
+           f"- VERSION pointer: {pointer or 'none'}",
+           f"- published ({len(published)}): " + (", ".join(published[-shown:][::-1]) or "none")
+           + (" ..." if len(published) > shown else "")]
+    if incomplete:
+        out.append("- **incomplete** (interrupted publishes, ignored by every flow): " +
+                   "; ".join(f"{v} (missing {', '.join(m)})" for v, m in incomplete.items()))
+    for name, record in sorted(records.items()):
+        rows = [[h.get("host"), h.get("address"), h.get("running"), h.get("permanent"), h.get("previous"),
+                 h.get("at"), h.get("flow"), h.get("note", "")] for h in record.get("hosts", [])
+                if isinstance(h, dict)]
+        out += ["", f"#### environment {name} (recorded {record.get('updated_at')} by "
+                    f"{(record.get('updated_by') or {}).get('flow')})", "",
+                markdown_table(["host", "address", "running", "permanent", "ran before", "read at", "by", "note"],
+                               rows)]
+    return "\n".join(out) + "\n"

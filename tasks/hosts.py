@@ -53,6 +53,8 @@ class HostOutcome:
     pid_before: int | None = None
     pid_after: int | None = None
     sent_bytes: int = 0
+    running: str | None = None       # what the node runs after this run (None: could not be read)
+    permanent: str | None = None     # what it has permanent after this run
     seconds: dict[str, float] = field(default_factory=dict)          # deployer-side steps, adding up
     node_seconds: dict[str, float] = field(default_factory=dict)     # inside "on node", as the node timed them
 
@@ -196,6 +198,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
     try:
         state, facts = _timed(outcome, "preflight", inspect_node, conn, env, release.app, release.version)
         outcome.from_version, outcome.pid_before = state.running, state.pid
+        outcome.running, outcome.permanent = state.running, state.permanent   # until the node says otherwise
         down_to = None if release.down_paths is None else release.down_paths.get(state.running or "", [])
         decision = decide_upgrade(state, release.version, release.up_from, down_to)
         log.info("%s: %s", host, decision.reason)
@@ -229,6 +232,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
         staged = f"{env.release_root}/runtime.config.new"
         _timed(outcome, "config", conn.put_text, env.runtime_config.get_secret_value(), staged)
         params["config"] = staged
+        outcome.running = outcome.permanent = None     # from here, only the node's answer says
         try:
             answer = _timed(outcome, "on node", ask_node, conn, env, params, _program_timeout(env), stage)
         except (RemoteError, NodeDown) as e:
@@ -240,6 +244,8 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
         log.info("%s: on the node: %s", host,
                  ", ".join(f"{k} {v:.3f}s" for k, v in sorted(answer.get("steps", {}).items())) or "nothing")
         outcome.pid_after = answer.get("pid_after", outcome.pid_before)
+        outcome.running = answer.get("running")
+        outcome.permanent = answer.get("permanent")
         if answer["result"] == "done":
             outcome.result = "downgraded" if release.down_paths is not None else "upgraded"
             outcome.detail = decision.reason
@@ -273,6 +279,7 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
             try:
                 state, _ = inspect_node(conn, env, app)
                 outcome.from_version = outcome.to_version = state.running
+                outcome.running, outcome.permanent = state.running, state.permanent
                 outcome.result, outcome.detail = "already running", f"provisioned already, runs {state.running}"
                 outcome.pid_before = outcome.pid_after = state.pid
                 return outcome
@@ -303,6 +310,7 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
         state, _ = inspect_node(conn, env, app)
         outcome.result, outcome.detail = "upgraded", "provisioned"
         outcome.from_version, outcome.pid_after = None, state.pid
+        outcome.running, outcome.permanent = state.running, state.permanent
         return outcome
     except (RemoteError, NodeDown) as e:
         outcome.result, outcome.detail = "failed", str(e)
@@ -332,8 +340,8 @@ def inspect_host(env: DeployEnvironment, host: Host, app: str, run_id: str) -> H
     conn = _connect(env, host, outcome, unreachable="unreachable")
     try:
         state, facts = inspect_node(conn, env, app, health=True)
-        outcome.from_version = state.running
-        outcome.to_version = state.permanent
+        outcome.from_version = outcome.running = state.running
+        outcome.to_version = outcome.permanent = state.permanent
         outcome.pid_before = outcome.pid_after = state.pid
         said = facts.get("answer", "")
         boots = f"; a restart boots {state.boots}" if state.boots not in (None, state.running) else ""

@@ -323,3 +323,40 @@ def put_rehearsal(store: S3Bucket, app: str, vsn: str, record: dict) -> None:
                               Body=(json.dumps(record, indent=2) + "\n").encode(),
                               ContentType="application/json")
     get_run_logger().info("rehearsal of %s %s recorded: %s", app, vsn, record.get("result"))
+
+
+@task(**S3_RETRIES)
+@_s3_call
+def read_environment_records(store: S3Bucket, app: str) -> dict[str, dict]:
+    """Every environment record of APP (environment -> record); one that is
+    not JSON is left out with a warning (the next fleet flow rewrites it)."""
+    import json
+    client, prefix, records = _client(store), _key(store, f"{app}/environments/"), {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket_name, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            name = obj["Key"][len(prefix):]
+            if not name.endswith(".json"):
+                continue
+            body = client.get_object(Bucket=store.bucket_name, Key=obj["Key"])["Body"].read()
+            try:
+                record = json.loads(body)
+                if not isinstance(record, dict):
+                    raise ValueError("not an object")
+            except ValueError as e:
+                get_run_logger().warning("ignoring the environment record %s: %s", obj["Key"], e)
+                continue
+            records[name[:-len(".json")]] = record
+    return records
+
+
+@task(**S3_RETRIES)
+@_s3_call
+def put_environment_record(store: S3Bucket, app: str, environment: str, record: dict) -> None:
+    """What runs on ENVIRONMENT's hosts, as the last fleet flow there saw it
+    (rewritten; written under the environment's lock)."""
+    import json
+    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.environment_key(app, environment)),
+                              Body=(json.dumps(record, indent=1, sort_keys=True) + "\n").encode(),
+                              ContentType="application/json")
+    get_run_logger().info("recorded what runs on %s: %s", environment, ", ".join(
+        f"{h['host']}={h.get('running')}" for h in record.get("hosts", [])) or "no host")

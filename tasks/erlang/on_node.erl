@@ -436,7 +436,8 @@ Upgrade_ = fun() ->
                After = try Str_(Running_()) catch _:_ -> null end,
                catch Record_(io_lib:format("from=~s to=~s result=~s running=~s",
                                            [Prev, Vsn, maps:get(result, Outcome), After])),
-               maps:merge(Base, Outcome#{running => After, pid_after => list_to_integer(os:getpid())}) end,
+               maps:merge(Base, Outcome#{running => After, pid_after => list_to_integer(os:getpid()),
+                                         permanent => try Opt_(Permanent_()) catch _:_ -> null end}) end,
 
 %% A node still booting answers erl_call before release_handler runs: wait
 %% for init to say the boot is done (a fresh start, a restart).

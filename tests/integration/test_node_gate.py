@@ -176,5 +176,5 @@ def test_an_install_that_hangs_ends_on_the_old_version_and_says_the_node_restart
     assert "restarted" in text and "state lost" in text and v1 in text, text
     assert check.version(host) == v1 and check.beam_pid(host) == pid
     assert check.state(host) == (0, "tuple"), "the restart reset the state: said, not hidden"
-    [row] = status(app=APP, environment=env.name)     # the node answers; nothing is stuck installing
+    [row] = status(app=APP, environment=env.name, store_block=block)     # the node answers; nothing is stuck installing
     assert row["result"] == "answering" and row["from_version"] == v1 and f"{slow}:unpacked" in row["detail"]

@@ -69,8 +69,15 @@ def test_production_refuses_an_unrehearsed_version_unless_overridden(make_env, r
     # status: read-only, one row per host, and the rule is gone afterwards
     from flows.status import status
     pids = [check.beam_pid(h) for h in env.fleet.hosts]
-    rows = status(app=APP, environment=env.name)
+    rows = status(app=APP, environment=env.name, store_block=releases.block)
     assert [(r["result"], r["from_version"], r["to_version"]) for r in rows] == [("answering", v2, v2)] * 2
+    # ...and recorded in the store, with what each host ran before (from the hot_deploy's record)
+    import json
+    record = json.loads(releases.client.get_object(Bucket=releases.bucket,
+                                                   Key=f"{APP}/environments/{env.name}.json")["Body"].read())
+    assert record["updated_by"]["flow"] == "status"
+    assert [(h["address"], h["running"], h["permanent"], h["previous"]) for h in record["hosts"]] == \
+        [(h.address, v2, v2, v1) for h in env.fleet.hosts]
     assert all(f"{v2}:permanent" in r["detail"] and f"{v1}:old" in r["detail"] for r in rows)
     assert [r["pid_after"] for r in rows] == pids
     assert env.ssh_rules() == []
