@@ -212,7 +212,7 @@ def bench_pipeline(moto_url: str, work: Path, store: str) -> dict:
     per_host = max(sum(r["seconds"].values()) for r in rows)
     deploy_total = ship_total - sum(rel["timings"].values())
     ours = {"builder image": rel["timings"]["builder image"], "test": rel["timings"]["test"],
-            "fetch previous": rel["timings"]["fetch previous"] + rel["timings"]["next version"],
+            "fetch previous": rel["timings"]["fetch previous"] + rel["timings"]["store"],
             "build with relup": rel["timings"]["build with relup"], "verify": rel["timings"]["verify"],
             "publish": rel["timings"]["publish"], "per-host upgrade (max)": per_host,
             "ingress, discovery, revoke, overhead": deploy_total - per_host, "total": ship_total}

@@ -1,5 +1,5 @@
-"""release: test in a container, build with a relup against the previous
-release, verify, publish. The CI half of the seed's pipeline (steps 1-6)."""
+"""release: test in a container, build with a relup from every version the
+fleet runs, verify, publish. The CI half of the seed's pipeline (steps 1-6)."""
 from __future__ import annotations
 
 import json
@@ -12,14 +12,20 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import DEFAULT_STORE_BLOCK, load_docker_host, load_package_store
 from hotdeploy import layout, params
 from hotdeploy.appup import parse_modinfo, plan_appups
+from hotdeploy.fleetstate import choose_predecessors, versions_in_use
+from hotdeploy.layout import parse_checksum
 from hotdeploy.manifest import build_manifest, manifest_bytes
 from hotdeploy.report import StepClock, release_summary_markdown
-from hotdeploy.layout import parse_checksum
 from hotdeploy.versions import next_version
 from tasks.container import build_release, ensure_builder_image, inspect_modules, test_in_container
-from tasks.store import download, list_store, move_pointer, put_new, read_manifest, read_pointer, read_text
+from tasks.store import (download, list_store, move_pointer, put_new, put_text, read_environment_records,
+                         read_manifest, read_pointer, read_text)
 from tasks.workspace import (describe_app, make_upgrade_package, prepare_workspace, remove_workspace,
                              restore_previous, verify_artifact, write_appups)
+
+
+class NoUpgradePath(ValueError):
+    pass
 
 
 @flow(name="release", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -30,14 +36,25 @@ def release(
     test_command: str = "rebar3 eunit",
     git_commit: str | None = None,
     docker_host_block: str | None = None,
+    upgrade_from: list[str] | None = None,
+    upgrade_from_max: int = 5,
+    rebuild: bool = False,
 ) -> dict:
-    """Build APP_DIR's release as a hot upgrade from the store's current
-    version and publish it. `version` defaults to the build timestamp."""
+    """Build APP_DIR's release as a hot upgrade from every version that
+    matters and publish it: the versions recorded as running or permanent in
+    any environment, the store's VERSION pointer, and UPGRADE_FROM (always
+    included); of the automatic ones, the newest UPGRADE_FROM_MAX. `version`
+    defaults to the build timestamp. A GIT_COMMIT already released is not
+    rebuilt (its release is returned) unless REBUILD."""
     params.block_name("store_block", store_block)
     if version is not None:
         params.version(version, allow_latest=False)
     if docker_host_block is not None:
         params.block_name("docker_host_block", docker_host_block)
+    requested = [params.version(v, allow_latest=False) for v in (upgrade_from or [])]
+    if git_commit is not None:
+        params.git_commit(git_commit)
+    params.count("upgrade_from_max", upgrade_from_max)
     log = get_run_logger()
     clock = StepClock()
     app = describe_app(app_dir)
@@ -50,15 +67,32 @@ def release(
         # and the pointer's ETag is the one the publish compares against.
         listing = list_store(store, name)
         pointer = read_pointer(store, name)
-        previous = pointer.version
-        if previous is not None and previous not in listing.published:
-            log.warning("the VERSION pointer names %s, which is not a complete publish: building from the "
-                        "newest published version instead", previous)
-            previous = listing.published[-1] if listing.published else None
-        if previous:
-            read_manifest(store, name, previous)
+        if git_commit and not rebuild:
+            done = _released_already(store, name, git_commit, listing.published)
+            if done:
+                log.info("commit %s is released already as %s %s: not rebuilt (rebuild=True builds it again)",
+                         git_commit, name, done["version"])
+                return _summarize({"release": name, "version": done["version"], "previous": done.get("previous"),
+                                   "upgrade_from": done.get("up_from", []), "left_out": done.get("left_out", {}),
+                                   "sha256": done["sha256"], "git_commit": git_commit,
+                                   "builder_image": done.get("builder_image"), "builder_image_built": False,
+                                   "appup": done.get("appup", []), "timings": clock.seconds,
+                                   "pointer": pointer.version, "reused": True})
+        vsn = str(next_version(datetime.now(timezone.utc), listing.taken, version))
+        in_use = versions_in_use(read_environment_records(store, name).values())
+        chosen, left_out = choose_predecessors(in_use, pointer.version, requested, listing.published, vsn,
+                                               upgrade_from_max)
+        refused = {v: why for v, why in left_out.items() if v in requested}
+        if refused:
+            raise NoUpgradePath("upgrade_from: " + "; ".join(f"{v}: {why}" for v, why in refused.items()) +
+                                ". Nothing was built")
+        manifests = {p: read_manifest(store, name, p) for p in chosen}
         if listing.incomplete:
             log.warning("ignoring interrupted publishes of %s: %s", name, ", ".join(listing.incomplete))
+        for v, why in left_out.items():
+            log.warning("no relup from %s: %s", v, why)
+        log.info("building %s %s, upgrading from %s (running in the fleet: %s)", name, vsn,
+                 ", ".join(chosen) or "nothing (first release)", ", ".join(in_use) or "nothing recorded")
 
     with clock.step("builder image"):
         image = ensure_builder_image(app.dockerfile, engine)
@@ -67,26 +101,35 @@ def release(
         with clock.step("test"):
             test_in_container(engine, image, workspace, test_command)
 
-        with clock.step("next version"):
-            vsn = str(next_version(datetime.now(timezone.utc), listing.taken, version))
-            log.info("building %s %s, upgrading from %s", name, vsn, previous or "nothing (first release)")
-
         with clock.step("fetch previous"):
-            if previous:
-                checksum = parse_checksum(read_text(store, layout.checksum_key(name, previous)) or "")
-                tarball = download(store, layout.tarball_key(name, previous),
-                                   workspace / ".hotdeploy-previous.tar.gz")
-                restore_previous(tarball, checksum, workspace, name, previous)
+            for prev in chosen:
+                checksum = parse_checksum(read_text(store, layout.checksum_key(name, prev)) or "")
+                tarball = download(store, layout.tarball_key(name, prev), workspace / f".hotdeploy-{prev}.tar.gz")
+                restore_previous(tarball, checksum, workspace, name, prev)
+                tarball.unlink()
 
         with clock.step("build with relup"):
-            report = parse_modinfo(inspect_modules(engine, image, workspace, name, vsn, previous))
-            previous_erts = report.erts.get("prev")
-            plan = plan_appups(report.apps.get("prev", []), report.apps.get("new", []), report.shipped)
+            report = parse_modinfo(inspect_modules(engine, image, workspace, name, vsn, chosen))
+            new_erts = report.erts.get("new")
+            for prev in list(chosen):
+                erts = report.erts.get(f"prev:{prev}")
+                if erts and new_erts and erts != new_erts:
+                    left_out[prev] = (f"ERTS {erts} differs from the builder's {new_erts}: a hot upgrade cannot "
+                                      "change the emulator (hosts on it need a restart into this release)")
+                    log.warning("no relup from %s: %s", prev, left_out[prev])
+                    chosen.remove(prev)
+            plan = plan_appups({p: report.previous.get(p, []) for p in chosen}, report.apps.get("new", []),
+                               report.shipped)
             write_appups(workspace, plan, report.src_dirs)
-            tarball = build_release(engine, image, workspace, name, vsn, previous)
+            tarball = build_release(engine, image, workspace, name, vsn, chosen)
 
+        # The upgrade package is made for the hosts most likely next: those on
+        # the pointer's version (else the newest predecessor).
+        previous = pointer.version if pointer.version in chosen else (chosen[-1] if chosen else None)
         with clock.step("verify"):
-            facts, sha256 = verify_artifact(tarball, name, vsn, previous, previous_erts)
+            facts, sha256 = verify_artifact(tarball, name, vsn, chosen,
+                                            {p: report.erts.get(f"prev:{p}") or manifests[p].get("erts")
+                                             for p in chosen})
             package = make_upgrade_package(tarball, workspace, name, facts, previous) if previous else None
 
         with clock.step("publish"):
@@ -94,23 +137,44 @@ def release(
                 release=name, facts=facts, previous=previous, sha256=sha256,
                 size=tarball.stat().st_size, built_at=datetime.now(timezone.utc),
                 otp_release=report.otp_release, git_commit=git_commit,
-                appup=[i for a in plan.appups for i in a.up], builder_image=image.tag,
+                appup=sorted({i for a in plan.appups for i in a.up}), builder_image=image.tag,
                 upgrade_package=package and {"from": package.upgrade_from, "sha256": package.sha256,
-                                             "size": package.size, "libs": package.libs})
+                                             "size": package.size, "libs": package.libs},
+                left_out=left_out)
             put_new(store, layout.tarball_key(name, vsn), tarball, "application/gzip")
             if package:
                 put_new(store, layout.upgrade_package_key(name, vsn), package.path, "application/gzip")
             put_new(store, layout.checksum_key(name, vsn),
                     layout.checksum_line(sha256, vsn).encode(), "text/plain")
             put_new(store, layout.manifest_key(name, vsn), manifest_bytes(manifest), "application/json")
+            if git_commit:
+                put_text(store, layout.commit_key(name, git_commit), json.dumps({"version": vsn}) + "\n")
             pointer_now = move_pointer(store, name, vsn, pointer)  # last: only complete versions are named
     finally:
         remove_workspace(workspace)
 
-    summary = {"release": name, "version": vsn, "previous": previous, "sha256": sha256,
+    summary = {"release": name, "version": vsn, "previous": previous, "upgrade_from": chosen,
+               "left_out": left_out, "sha256": sha256, "git_commit": git_commit,
                "builder_image": image.tag, "builder_image_built": image.built,
-               "appup": manifest["appup"], "timings": clock.seconds, "pointer": pointer_now}
-    create_markdown_artifact(release_summary_markdown(summary), key=f"release-{name.replace('_', '-')}",
-                             description=f"release {name} {vsn}")
+               "appup": manifest["appup"], "timings": clock.seconds, "pointer": pointer_now, "reused": False}
     log.info("released %s %s: %s", name, vsn, json.dumps(clock.seconds))
+    return _summarize(summary)
+
+
+def _summarize(summary: dict) -> dict:
+    create_markdown_artifact(release_summary_markdown(summary), key=f"release-{summary['release'].replace('_', '-')}",
+                             description=f"release {summary['release']} {summary['version']}")
     return summary
+
+
+def _released_already(store, name: str, commit: str, published: list[str]) -> dict | None:
+    """The manifest of the published release of COMMIT, or None."""
+    text = read_text(store, layout.commit_key(name, commit))
+    try:
+        vsn = json.loads(text)["version"] if text else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    if vsn not in published:
+        return None
+    manifest = read_manifest(store, name, vsn)
+    return manifest if manifest.get("git_commit") == commit else None

@@ -15,15 +15,17 @@ from .release import release
 
 @flow(name="ship")
 def ship(app_dir: str, environment: str, git_ref: str | None = None,
-         store_block: str = DEFAULT_STORE_BLOCK, test_command: str = "rebar3 eunit") -> dict:
+         store_block: str = DEFAULT_STORE_BLOCK, test_command: str = "rebar3 eunit", rebuild: bool = False) -> dict:
     """Test, build and publish APP_DIR (at GIT_REF when given: APP_DIR is then
-    a git checkout), then hot-upgrade ENVIRONMENT to the new version."""
+    a git checkout), then hot-upgrade ENVIRONMENT to the new version. A
+    commit released already is not rebuilt (REBUILD forces it): its release
+    is deployed, so rerunning a failed ship retries the deploy."""
     params.block_name("environment", environment)
     params.block_name("store_block", store_block)
     source, commit = (export_git_ref(app_dir, git_ref) if git_ref else (app_dir, None))
     try:
         built = release(app_dir=str(source), store_block=store_block, git_commit=commit,
-                        test_command=test_command)
+                        test_command=test_command, rebuild=rebuild)
     finally:
         if git_ref:
             remove_workspace(source)

@@ -51,35 +51,43 @@ def check_release(
     version: str,
     rel_text: str,
     relup_text: str | None,
-    previous: str | None,
-    previous_erts: str | None,
+    previous: list[str],
+    previous_erts: dict[str, str],
 ) -> ReleaseFacts:
-    """Raise ArtifactError unless the release is VERSION and, when there is a
-    previous release, its relup goes up from exactly PREVIOUS and down to it,
-    on the same ERTS (a hot upgrade cannot replace the emulator)."""
+    """Raise ArtifactError unless the release is VERSION and, when there are
+    previous releases, its relup goes up from exactly PREVIOUS and down to
+    them, each on the same ERTS (a hot upgrade cannot replace the emulator)."""
+    from .versions import Version
     vsn, erts, apps = read_rel(rel_name, rel_text)
     if vsn != version:
         raise ArtifactError(f"tarball holds release {vsn}, expected {version}")
     facts = ReleaseFacts(vsn, erts, apps)
-    if previous is None:
+    if not previous:
         return facts
     if relup_text is None:
-        raise ArtifactError(f"tarball has no releases/{version}/relup: it cannot hot-upgrade from {previous}")
-    if previous_erts and previous_erts != erts:
-        raise ArtifactError(
-            f"ERTS {erts} differs from {previous_erts} of release {previous}: a hot upgrade "
-            "cannot change the emulator; build in an image with the hosts' Erlang"
-        )
+        raise ArtifactError(f"tarball has no releases/{version}/relup: it cannot hot-upgrade from "
+                            f"{', '.join(previous)}")
+    for prev in previous:
+        if previous_erts.get(prev) and previous_erts[prev] != erts:
+            raise ArtifactError(
+                f"ERTS {erts} differs from {previous_erts[prev]} of release {prev}: a hot upgrade "
+                "cannot change the emulator; build in an image with the hosts' Erlang"
+            )
     try:
         [(relup_vsn, ups, downs)] = consult(relup_text)
     except (ErlangSyntaxError, ValueError, TypeError) as e:
         raise ArtifactError(f"releases/{version}/relup is not a relup: {e}") from None
-    facts.up_from = [u[0] for u in ups]
-    facts.down_to = [d[0] for d in downs]
-    if relup_vsn != version or facts.up_from != [previous] or facts.down_to != [previous]:
+    try:
+        facts.up_from = sorted((u[0] for u in ups), key=Version.parse)
+        facts.down_to = sorted((d[0] for d in downs), key=Version.parse)
+    except ValueError as e:
+        raise ArtifactError(f"releases/{version}/relup names a version that is not one: {e}") from None
+    wanted = sorted(previous, key=Version.parse)
+    if relup_vsn != version or facts.up_from != wanted or facts.down_to != wanted:
         raise ArtifactError(
             f"relup of {relup_vsn} goes up from {facts.up_from} and down to {facts.down_to}; "
-            f"expected exactly {previous} both ways"
+            f"expected exactly {wanted} both ways"
         )
-    facts.up_instructions = [_fmt(i) for i in ups[0][2]]
+    newest = {u[0]: u[2] for u in ups}[wanted[-1]]
+    facts.up_instructions = [_fmt(i) for i in newest]
     return facts

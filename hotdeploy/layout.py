@@ -8,6 +8,7 @@
   <app>/<VSN>.rehearsal.json    the last rehearsal's verdict (rewritten)
   <app>/VERSION                 pointer to the newest release, written last, moved
                                 only forward (compare-and-set on its ETag)
+  <app>/commits/<commit>.json   which version a git commit was released as (rewritten)
   <app>/environments/<env>.json what each host of an environment ran when a fleet
                                 flow last finished there (rewritten)
 
@@ -56,6 +57,16 @@ def rehearsal_key(app: str, vsn: str) -> str:
 
 def pointer_key(app: str) -> str:
     return f"{app}/VERSION"
+
+
+_COMMIT = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def commit_key(app: str, commit: str) -> str:
+    """Which version a git commit was released as (ship does not rebuild it)."""
+    if not _COMMIT.fullmatch(commit) or commit.startswith("."):
+        raise ValueError(f"invalid git commit {commit[:60]!r}: letters, digits, . _ - only")
+    return f"{app}/commits/{commit}.json"
 
 
 def environment_key(app: str, environment: str) -> str:

@@ -9,14 +9,16 @@ from .artifact import ReleaseFacts
 
 def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, sha256: str,
                    size: int, built_at: datetime, otp_release: str | None, git_commit: str | None,
-                   appup: list[str], builder_image: str, upgrade_package: dict | None = None) -> dict:
+                   appup: list[str], builder_image: str, upgrade_package: dict | None = None,
+                   left_out: dict[str, str] | None = None) -> dict:
     return {
         "app": release,
         "version": facts.version,
         "previous": previous,
         "relup": previous is not None,
-        "up_from": facts.up_from,
-        "down_to": facts.down_to,
+        "up_from": facts.up_from,          # every version the relup goes up from...
+        "down_to": facts.down_to,          # ...and down to (the same set)
+        "left_out": left_out or {},        # versions in use with no relup from them, and why
         "sha256": sha256,
         "size": size,
         "built_at": built_at.isoformat(timespec="seconds"),

@@ -66,3 +66,16 @@ def parse_wave_size(text) -> tuple[int, bool]:
         raise BadParameter(f"wave_size {_shown(text)} must be a number of hosts (1 or more) or a percentage "
                            "from 1% to 100%")
     return int(m.group(1)), bool(m.group(2))
+
+
+def count(name: str, value, least: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise BadParameter(f"{name} {_shown(value)} must be a whole number, {least} or more")
+    return value
+
+
+def git_commit(value) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}", value):
+        raise BadParameter(f"git_commit {_shown(value)} is not a commit id: letters, digits, . _ -, "
+                           "at most 100 characters")
+    return value

@@ -28,13 +28,19 @@ def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
 
 def release_summary_markdown(summary: dict) -> str:
     head = (f"### {summary['release']} {summary['version']}\n\n"
-            f"- previous: {summary['previous'] or 'none (first release, no relup)'}\n"
+            f"- relup up from and down to: {', '.join(summary.get('upgrade_from') or []) or 'nothing (first release)'}"
+            f" (upgrade package for hosts on {summary['previous'] or '-'})\n"
             f"- sha256: `{summary['sha256']}`\n"
             f"- builder image: {summary['builder_image']} "
             f"({'built' if summary['builder_image_built'] else 'cached'})\n")
-    if summary.get("pointer") not in (None, summary["version"]):
+    if summary.get("reused"):
+        head += (f"- **not rebuilt**: commit {summary.get('git_commit')} was released already as this version "
+                 "(rebuild=True builds it again)\n")
+    if summary.get("pointer") not in (None, summary["version"]) and not summary.get("reused"):
         head += (f"- the VERSION pointer stays on {summary['pointer']} (another release moved it past this "
                  "one meanwhile); deploy this version by name\n")
+    for vsn, why in (summary.get("left_out") or {}).items():
+        head += f"- **no relup from {vsn}**: {why}\n"
     if summary.get("appup"):
         head += "- generated appup instructions:\n" + "".join(f"  - `{i}`\n" for i in summary["appup"])
     steps = markdown_table(["step", "seconds"], [[k, v] for k, v in summary["timings"].items()])

@@ -138,10 +138,10 @@ def test_in_container(docker_host: DockerHost, image: BuilderImage, workspace: P
 
 @task(**ENGINE_RETRIES)
 def inspect_modules(docker_host: DockerHost, image: BuilderImage, workspace: Path,
-                    release: str, version: str, previous: str | None) -> str:
+                    release: str, version: str, previous: list[str]) -> str:
     """Write VERSION into the app, compile, and report the modules of the new
-    build and of the previous release (tasks/erlang/modinfo.escript)."""
-    prev = f" {previous}" if previous else ""
+    build and of each previous release (tasks/erlang/modinfo.escript)."""
+    prev = "".join(f" {p}" for p in previous)
     run_container(docker_host, image, workspace,
                   f"escript /hotdeploy/set_version.escript {release} {version}\n"
                   "rebar3 compile\n"
@@ -152,10 +152,12 @@ def inspect_modules(docker_host: DockerHost, image: BuilderImage, workspace: Pat
 
 @task(**ENGINE_RETRIES)
 def build_release(docker_host: DockerHost, image: BuilderImage, workspace: Path,
-                  release: str, version: str, previous: str | None) -> Path:
-    """rebar3 release, relup against PREVIOUS (always -u: relx guesses wrong
-    without it), then the tarball, which keeps releases/VERSION/relup."""
-    relup = f"rebar3 relup -n {release} -v {version} -u {previous}\n" if previous else ""
+                  release: str, version: str, previous: list[str]) -> Path:
+    """rebar3 release, a relup up from and down to every PREVIOUS release
+    (tasks/erlang/relup.escript: `rebar3 relup` takes one), then the tarball,
+    which keeps releases/VERSION/relup."""
+    relup = (f"escript /hotdeploy/relup.escript {release} {version} {' '.join(previous)}\n"
+             if previous else "")
     run_container(docker_host, image, workspace,
                   f"rebar3 release -n {release}\n{relup}rebar3 tar -n {release} -v {version}",
                   "build")

@@ -327,6 +327,14 @@ def put_rehearsal(store: S3Bucket, app: str, vsn: str, record: dict) -> None:
 
 @task(**S3_RETRIES)
 @_s3_call
+def put_text(store: S3Bucket, key: str, text: str) -> None:
+    """Write a small rewritable object (an index, never a release's own object)."""
+    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, key), Body=text.encode(),
+                              ContentType="application/json")
+
+
+@task(**S3_RETRIES)
+@_s3_call
 def read_environment_records(store: S3Bucket, app: str) -> dict[str, dict]:
     """Every environment record of APP (environment -> record); one that is
     not JSON is left out with a warning (the next fleet flow rewrites it)."""

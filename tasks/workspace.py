@@ -104,10 +104,10 @@ def write_appups(workspace: Path, plan: AppupPlan, src_dirs: dict[str, str]) -> 
 
 
 @task(cache_policy=NO_CACHE)
-def verify_artifact(tarball: Path, release: str, version: str, previous: str | None,
-                    previous_erts: str | None) -> tuple[ReleaseFacts, str]:
-    """The tarball is VERSION, its relup goes up from and down to PREVIOUS on
-    the same ERTS. Returns the facts and the tarball's sha256."""
+def verify_artifact(tarball: Path, release: str, version: str, previous: list[str],
+                    previous_erts: dict[str, str]) -> tuple[ReleaseFacts, str]:
+    """The tarball is VERSION, its relup goes up from and down to exactly
+    PREVIOUS, each on the same ERTS. Returns the facts and the tarball's sha256."""
     try:
         with tarfile.open(tarball) as tar:
             def text(name: str) -> str | None:

@@ -1,11 +1,14 @@
 #!/usr/bin/env escript
-%% Usage: modinfo.escript RELNAME [PREVVSN]   (run in the project's root, after
-%% `rebar3 compile`). Prints, one tab-separated record per line, what the
-%% appup planner needs to compare the previous release with the new build:
-%%   erts   new|prev ERTSVSN
-%%   app    new|prev APP APPVSN SRCDIR
-%%   module new|prev APP MODULE MD5 FLAGS      (FLAGS: code_change,supervisor or -)
-%%   appup  APP VSN UPFROM[,UPFROM...]         (an appup the project ships)
+%% Usage: modinfo.escript RELNAME [PREVVSN...]   (run in the project's root,
+%% after `rebar3 compile`). Prints, one tab-separated record per line, what
+%% the appup planner needs to compare each previous release with the new build
+%% (SIDE is `new` or `prev:PREVVSN`):
+%%   erts   SIDE ERTSVSN
+%%   app    SIDE APP APPVSN SRCDIR
+%%   module SIDE APP MODULE MD5 FLAGS          (FLAGS: code_change,supervisor or -)
+%%   appup  APP VSN UPFROM[<US>UPFROM...]      (an appup the project ships; a
+%%                                              regular expression as re:PATTERN;
+%%                                              <US> is the byte 16#1f)
 %%   otp    new OTPRELEASE
 main([RelName | Rest]) ->
     Own = own_apps(),
@@ -18,12 +21,10 @@ main([RelName | Rest]) ->
         modules("new", App, Ebin),
         shipped_appup(App, filename:join(SrcDir, "ebin"))
     end, Own),
-    case Rest of
-        [] -> ok;
-        [Prev] -> previous(RelName, Prev, [A || {A, _} <- Own])
-    end;
+    [previous(RelName, Prev, [A || {A, _} <- Own]) || Prev <- Rest],
+    ok;
 main(_) ->
-    io:format(standard_error, "usage: modinfo.escript RELNAME [PREVVSN]~n", []),
+    io:format(standard_error, "usage: modinfo.escript RELNAME [PREVVSN...]~n", []),
     halt(2).
 
 previous(RelName, Prev, Own) ->
@@ -31,11 +32,12 @@ previous(RelName, Prev, Own) ->
     RelFile = filename:join([Root, "releases", Prev, RelName ++ ".rel"]),
     case file:consult(RelFile) of
         {ok, [{release, _, {erts, Erts}, Apps}]} ->
-            out(["erts", "prev", Erts]),
+            Side = "prev:" ++ Prev,
+            out(["erts", Side, Erts]),
             [begin
                  A = atom_to_list(element(1, T)), V = element(2, T),
-                 out(["app", "prev", A, V, "-"]),
-                 modules("prev", A, filename:join([Root, "lib", A ++ "-" ++ V, "ebin"]))
+                 out(["app", Side, A, V, "-"]),
+                 modules(Side, A, filename:join([Root, "lib", A ++ "-" ++ V, "ebin"]))
              end || T <- Apps, lists:member(atom_to_list(element(1, T)), Own)];
         Error ->
             io:format(standard_error, "error: cannot read ~s: ~p~n", [RelFile, Error]),
@@ -70,7 +72,11 @@ modules(Side, App, Ebin) ->
 shipped_appup(App, Ebin) ->
     case file:consult(filename:join(Ebin, App ++ ".appup")) of
         {ok, [{Vsn, Ups, _Downs}]} ->
-            out(["appup", App, Vsn, string:join([V || {V, _} <- Ups, is_list(V)], ",")]);
+            From = [case V of
+                        B when is_binary(B) -> "re:" ++ binary_to_list(B);
+                        _ -> V
+                    end || {V, _} <- Ups],
+            out(["appup", App, Vsn, string:join(From, [16#1f])]);
         _ -> ok
     end.
 

@@ -22,7 +22,7 @@ def test_instructions_from_module_diff():
         "{load_module, shop_web, soft_purge, soft_purge, []}",
         "{delete_module, shop_legacy}",
     )
-    assert appup.down == (
+    assert appup.entries[0].down == (
         "{add_module, shop_legacy}",
         "{update, shop_cart, {advanced, []}, soft_purge, soft_purge, []}",
         "{update, shop_sup, supervisor}",
@@ -60,9 +60,40 @@ def test_parse_modinfo():
         "erts\tprev\t13.1.5", "app\tprev\tshop\t1.0.0\t-", "module\tprev\tshop\tshop_cart\tc1\tcode_change",
         "appup\tshop\t1.1.0\t1.0.0,0.9.0",
     ])
+    text = text.replace("\tprev\t", "\tprev:1.0.0\t").replace("1.0.0,0.9.0", "1.0.0\x1f0.9.0")
     r = parse_modinfo(text)
-    assert r.erts == {"new": "13.1.5", "prev": "13.1.5"} and r.otp_release == "25"
+    assert r.erts == {"new": "13.1.5", "prev:1.0.0": "13.1.5"} and r.otp_release == "25"
+    assert [a.vsn for a in r.previous["1.0.0"]] == ["1.0.0"]
     assert r.src_dirs == {"shop": "."}
     [new] = r.apps["new"]
     assert new.vsn == "1.1.0" and new.by_name()["shop_sup"].supervisor
     assert r.shipped == {"shop": ("1.1.0", ("1.0.0", "0.9.0"))}
+
+
+OLDER = AppBuild("shop", "0.9.0", (
+    Module("shop_app", "a1"), Module("shop_sup", "s1", supervisor=True),
+    Module("shop_cart", "c0", code_change=True), Module("shop_web", "w2"),
+    Module("shop_legacy", "l1"),
+))
+
+
+def test_one_appup_entry_per_older_version():
+    plan = plan_appups({"1.0.0": [PREV], "0.9.0": [OLDER], "1.0.5": [PREV]}, [NEW])
+    [appup] = plan.appups
+    assert appup.up_from == ["0.9.0", "1.0.0"]          # two releases with the same app vsn: one entry
+    older, prev = appup.entries
+    assert "{load_module, shop_web, soft_purge, soft_purge, []}" not in older.up   # same code as NEW
+    assert "{load_module, shop_web, soft_purge, soft_purge, []}" in prev.up
+    [(vsn, ups, downs)] = consult(appup.render())
+    assert vsn == "1.1.0" and [u[0] for u in ups] == [d[0] for d in downs] == ["0.9.0", "1.0.0"]
+
+
+def test_a_shipped_appup_is_kept_when_its_patterns_cover_every_older_version():
+    new = [NEW]
+    both = {"1.0.0": [PREV], "0.9.0": [OLDER]}
+    assert plan_appups(both, new, {"shop": ("1.1.0", ("1.0.0", "0.9.0"))}).shipped == ["shop"]
+    assert plan_appups(both, new, {"shop": ("1.1.0", ("re:(0\\.9|1\\.0)\\.0",))}).shipped == ["shop"]
+    partial = plan_appups(both, new, {"shop": ("1.1.0", ("re:1\\..*",))})
+    assert partial.shipped == [] and partial.appups[0].up_from == ["0.9.0", "1.0.0"]
+    assert plan_appups(both, new, {"shop": ("1.1.0", ("re:0.9",))}).shipped == []   # must match all of it
+    assert plan_appups(both, new, {"shop": ("1.1.0", ("re:(",))}).shipped == []     # not a regex: not a match

@@ -19,18 +19,29 @@ def test_consult_reads_atoms_strings_tuples_lists_binaries():
 
 
 def test_good_release_passes():
-    facts = check_release("shop", "1.1.0", REL, RELUP, "1.0.0", "13.1.5")
+    facts = check_release("shop", "1.1.0", REL, RELUP, ["1.0.0"], {"1.0.0": "13.1.5"})
     assert facts.up_from == ["1.0.0"] and facts.down_to == ["1.0.0"]
     assert facts.up_instructions[0] == '{load_object_code,{shop,"1.1.0",[shop_web]}}'
 
 
+def test_a_relup_from_several_versions_must_cover_exactly_them():
+    two = RELUP.replace(' [{"1.0.0",[],', ' [{"0.9.0",[],[]},{"1.0.0",[],', 2)
+    facts = check_release("shop", "1.1.0", REL, two, ["1.0.0", "0.9.0"], {"0.9.0": "13.1.5"})
+    assert facts.up_from == facts.down_to == ["0.9.0", "1.0.0"]
+    assert facts.up_instructions[0] == '{load_object_code,{shop,"1.1.0",[shop_web]}}'   # from the newest
+    with pytest.raises(ArtifactError, match=r"expected exactly \['0.9.0', '1.0.0', '1.0.5'\]"):
+        check_release("shop", "1.1.0", REL, two, ["1.0.0", "0.9.0", "1.0.5"], {})
+    with pytest.raises(ArtifactError, match="ERTS 13.1.5 differs from 12.0 of release 0.9.0"):
+        check_release("shop", "1.1.0", REL, two, ["1.0.0", "0.9.0"], {"0.9.0": "12.0"})
+
+
 def test_first_release_needs_no_relup():
-    assert check_release("shop", "1.1.0", REL, None, None, None).up_from == []
+    assert check_release("shop", "1.1.0", REL, None, [], {}).up_from == []
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(version="1.2.0"), "holds release 1.1.0, expected 1.2.0"),
-    (dict(previous="0.9.0"), r"expected exactly 0.9.0"),
+    (dict(previous="0.9.0"), r"expected exactly \[.0.9.0.\]"),
     (dict(relup=None), "has no releases/1.1.0/relup"),
     (dict(previous_erts="14.0"), "ERTS 13.1.5 differs from 14.0"),
     (dict(relup="{broken"), "is not a relup"),
@@ -38,7 +49,8 @@ def test_first_release_needs_no_relup():
 def test_mismatches_are_named(kwargs, match):
     args = dict(version="1.1.0", relup=RELUP, previous="1.0.0", previous_erts="13.1.5") | kwargs
     with pytest.raises(ArtifactError, match=match):
-        check_release("shop", args["version"], REL, args["relup"], args["previous"], args["previous_erts"])
+        check_release("shop", args["version"], REL, args["relup"], [args["previous"]],
+                      {args["previous"]: args["previous_erts"]})
 
 
 def test_store_layout():
