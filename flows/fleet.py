@@ -146,6 +146,7 @@ def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostO
     create_table_artifact(
         [{"host": o.host, "address": o.address, "from": o.from_version, "to": o.to_version,
           "result": o.result, "detail": o.detail, "pid before": o.pid_before, "pid after": o.pid_after,
+          "config": o.config,
           "sent KB": round(o.sent_bytes / 1024, 1),
           "seconds": round(sum(o.seconds.values()), 2)}
          for o in outcomes],
@@ -180,7 +181,7 @@ def _record(recording: Recording, title: str, run_id: str, outcomes: list[HostOu
             log.warning("the environment record %s was not JSON: rewritten from this run alone", key)
             before = None
         seen = [{"host": o.host, "address": o.address, "running": o.running, "permanent": o.permanent,
-                 "result": o.result} for o in outcomes]
+                 "config": o.config, "result": o.result} for o in outcomes]
         record = record_of(recording.app, recording.environment, title, run_id,
                            datetime.now(timezone.utc).isoformat(timespec="seconds"), seen,
                            before if isinstance(before, dict) else None, recording.whole_fleet)

@@ -1,15 +1,20 @@
-"""rollback: hot-downgrade every host to the previous release (or a named
-one the installed relups go down to)."""
+"""rollback: hot-downgrade every host to the release it ran before (or to a
+named one the installed relups go down to)."""
 from __future__ import annotations
 
-from prefect import flow
+import json
+
+from prefect import flow, get_run_logger
+from prefect.states import Completed
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
+from hotdeploy import layout
+from hotdeploy.hostplan import PER_HOST
 from hotdeploy.versions import Version
 from tasks.hosts import ReleaseToShip, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
-from tasks.store import list_versions, read_manifest, resolve_version
+from tasks.store import list_versions, read_manifest, read_text, resolve_version
 
 from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
 
@@ -19,25 +24,50 @@ MAX_VERSIONS_BACK = 20
 @flow(name="rollback", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
 def rollback(app: str, environment: str, to_version: str | None = None,
              store_block: str = DEFAULT_STORE_BLOCK, canary: int | None = None, wave_size: str | None = None,
-             max_failed_hosts: int | None = None) -> list[dict]:
-    """Downgrade APP on ENVIRONMENT to TO_VERSION (default: the release before
-    the store's latest). Each host goes down through the relup of the version
-    it runs, with the same gate and rollout as an upgrade."""
+             max_failed_hosts: int | None = None):
+    """Downgrade APP on ENVIRONMENT. With no TO_VERSION, each host goes back
+    to the version it ran before its current one (the environment record,
+    else the newest older release installed on it that its relup goes down
+    to); with TO_VERSION, every host goes there, and a host whose relup
+    cannot reach it is refused. Each host goes down through the relup of the
+    version it runs, gets back the runtime config that was in force with its
+    target, with the same gate and rollout as an upgrade. A rollback that
+    changed no host says so in its final state."""
     check_deploy(app, environment, store_block, to_version, canary, wave_size, max_failed_hosts)
     env = load_environment(environment)
     store = load_package_store(store_block)
+    published = list_versions(store, app)
     if to_version is None:
-        latest = resolve_version(store, app, "latest")
-        to_version = read_manifest(store, app, latest)["previous"]
-        if to_version is None:
-            raise ValueError(f"{app} {latest} is a first release: there is nothing to roll back to")
-    target = resolve_version(store, app, to_version)
-    newer = [v for v in list_versions(store, app) if Version.parse(v) > Version.parse(target)]
-    down_paths = {v: read_manifest(store, app, v).get("down_to", []) for v in newer[-MAX_VERSIONS_BACK:]}
-    target_manifest = read_manifest(store, app, target)
-    release = ReleaseToShip(app, target, target_manifest["sha256"], [], None, down_paths)
+        target, ran_before = PER_HOST, _ran_before(store, app, environment)
+        reachable = published[-MAX_VERSIONS_BACK:]
+    else:
+        target, ran_before = resolve_version(store, app, to_version), None
+        reachable = [v for v in published if Version.parse(v) > Version.parse(target)][-MAX_VERSIONS_BACK:]
+    down_paths = {v: read_manifest(store, app, v).get("down_to", []) for v in reachable}
+    release = ReleaseToShip(app, target, "", [], None, down_paths, ran_before=ran_before)
     with environment_lock(environment, env.lock_timeout_seconds):
         outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "rollback", release=release,
                                 rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
                                 recording=Recording(store, app, environment))
-    return [o.as_row() for o in outcomes]
+    rows = [o.as_row() for o in outcomes]
+    if not any(o.result == "downgraded" for o in outcomes):
+        message = (f"rollback changed no host: all {len(outcomes)} already run(s) "
+                   f"{', '.join(sorted({o.running or '?' for o in outcomes}))}")
+        get_run_logger().warning("%s", message)
+        return Completed(message=message, data=rows)
+    return rows
+
+
+def _ran_before(store, app: str, environment: str) -> dict[str, str]:
+    """Host -> the version it ran before its current one, from the
+    environment record (empty when there is none: each host's own installed
+    releases decide)."""
+    text = read_text(store, layout.environment_key(app, environment))
+    try:
+        record = json.loads(text) if text else {}
+        return {h["host"]: h["previous"] for h in record.get("hosts", [])
+                if isinstance(h, dict) and isinstance(h.get("previous"), str) and isinstance(h.get("host"), str)}
+    except (ValueError, AttributeError):
+        get_run_logger().warning("the environment record of %s is not readable: each host's installed releases "
+                                 "decide", environment)
+        return {}

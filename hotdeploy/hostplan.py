@@ -123,3 +123,30 @@ def decide_upgrade(host: HostReleases, target: str, up_from: list[str], down_to:
                                        f"({', '.join(host.missing[:5])}): remove it (release_handler:"
                                        f"remove_release(\"{target}\")) and deploy again", running)
     return Decision(Action.INSTALL, f"upgrade {running} -> {target}", running, needs_transfer=not present)
+
+
+PER_HOST = "per-host"   # a rollback's target when none is named: each host's own predecessor
+
+
+def rollback_target(host: HostReleases, recorded_previous: str | None, down_to: list[str]) -> tuple[str | None, str]:
+    """Where a rollback with no version takes this host: the version it ran
+    before the current one, as the environment record says, when it is
+    still installed and the running relup goes down to it; otherwise the
+    newest release installed on the host, older than the running one, that
+    the relup goes down to. None (and why) when there is none."""
+    from .versions import Version
+    running = host.running
+    if recorded_previous and recorded_previous in host.statuses and recorded_previous in down_to:
+        return recorded_previous, f"back to {recorded_previous}, which this host ran before {running}"
+    try:
+        below = sorted((v for v in host.statuses if v in down_to and Version.parse(v) < Version.parse(running)),
+                       key=Version.parse)
+    except ValueError:
+        below = []
+    if below:
+        return below[-1], (f"back to {below[-1]}, the newest release installed on the host that {running}'s "
+                           "relup goes down to" + (f" ({recorded_previous}, which it ran before, is not: "
+                                                   "removed, or no relup)" if recorded_previous else ""))
+    return None, (f"host runs {running} and has no earlier release to go back to (installed: "
+                  f"{', '.join(sorted(host.statuses))}; {running}'s relup goes down to "
+                  f"{', '.join(down_to) or 'nothing'}): name a version with to_version, or deploy one")

@@ -23,8 +23,8 @@ from blocks.environment import DeployEnvironment
 from hotdeploy import agent
 from hotdeploy import commands as cmd
 from hotdeploy.agent import Atom, NodeUnreachable, ProgramFailed
-from hotdeploy.hostplan import (Action, HostReleases, NodeDown, decide_upgrade, disk_shortfall, from_inspect,
-                                use_upgrade_package)
+from hotdeploy.hostplan import (PER_HOST, Action, HostReleases, NodeDown, decide_upgrade, disk_shortfall,
+                                from_inspect, rollback_target, use_upgrade_package)
 
 from .remote import CommandTimeout, Connection, Host, RemoteError
 from .store import Package
@@ -40,6 +40,7 @@ class ReleaseToShip:
     down_paths: dict[str, list[str]] | None = None       # rollback: running vsn -> versions its relup goes down to
     unpacked_bytes: int = 0                              # room the tarball needs on a host (tarball + contents)
     package: Package | None = None                       # the upgrade package, for hosts on package.upgrade_from
+    ran_before: dict[str, str] | None = None             # per-host rollback: host -> version it ran before (record)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class HostOutcome:
     sent_bytes: int = 0
     running: str | None = None       # what the node runs after this run (None: could not be read)
     permanent: str | None = None     # what it has permanent after this run
+    config: str | None = None        # md5 prefix of the runtime config the node ends with
     seconds: dict[str, float] = field(default_factory=dict)          # deployer-side steps, adding up
     node_seconds: dict[str, float] = field(default_factory=dict)     # inside "on node", as the node timed them
 
@@ -196,11 +198,20 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
     outcome = HostOutcome(host.name, host.address, to_version=release.version)
     conn = _connect(env, host, outcome)
     try:
-        state, facts = _timed(outcome, "preflight", inspect_node, conn, env, release.app, release.version)
+        state, facts = _timed(outcome, "preflight", inspect_node, conn, env, release.app,
+                              None if release.version == PER_HOST else release.version)
         outcome.from_version, outcome.pid_before = state.running, state.pid
         outcome.running, outcome.permanent = state.running, state.permanent   # until the node says otherwise
         down_to = None if release.down_paths is None else release.down_paths.get(state.running or "", [])
-        decision = decide_upgrade(state, release.version, release.up_from, down_to)
+        target = release.version
+        if target == PER_HOST:
+            target, why = rollback_target(state, (release.ran_before or {}).get(host.name), down_to or [])
+            log.info("%s: %s", host, why)
+            if target is None:
+                outcome.result, outcome.detail = "refused", why
+                raise HostFailed(outcome)
+            outcome.to_version = target
+        decision = decide_upgrade(state, target, release.up_from, down_to)
         log.info("%s: %s", host, decision.reason)
         if decision.action is Action.SKIP:
             outcome.result, outcome.detail = "already running", decision.reason
@@ -210,7 +221,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
             outcome.result, outcome.detail = "refused", decision.reason
             raise HostFailed(outcome)
         stage = ""
-        params = _params(env, release.app, "upgrade", vsn=release.version,
+        params = _params(env, release.app, "upgrade", vsn=target,
                          previous=state.running if decision.action is Action.INSTALL else (state.permanent or ""),
                          mode=Atom("install" if decision.action is Action.INSTALL else "finish"),
                          record=_record_prefix(run_id), **_gate_params(env))
@@ -229,26 +240,30 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
                      outcome.sent_bytes)
             stage = cmd.stage_package(env.release_root, release.app, release.version, sha256)
             params["package"] = cmd.package_name(release.app, release.version)
-        staged = f"{env.release_root}/runtime.config.new"
-        _timed(outcome, "config", conn.put_text, env.runtime_config.get_secret_value(), staged)
-        params["config"] = staged
+        if release.down_paths is None:
+            staged = f"{env.release_root}/runtime.config.new"
+            _timed(outcome, "config", conn.put_text, env.runtime_config.get_secret_value(), staged)
+            params["config"] = staged
+        else:  # going down: the config that was in force with the target comes back (kept on the host)
+            params["config_back"] = True
         outcome.running = outcome.permanent = None     # from here, only the node's answer says
         try:
             answer = _timed(outcome, "on node", ask_node, conn, env, params, _program_timeout(env), stage)
         except (RemoteError, NodeDown) as e:
-            answer = _after_lost_answer(conn, env, release.app, facts, e, run_id, release.version)
+            answer = _after_lost_answer(conn, env, release.app, facts, e, run_id, target)
         if answer["result"] == "node_restarting":
             answer = _after_lost_answer(conn, env, release.app, facts, RemoteError(answer.get("detail", "")),
-                                        run_id, release.version)
+                                        run_id, target)
         outcome.node_seconds = dict(sorted(answer.get("steps", {}).items()))
         log.info("%s: on the node: %s", host,
                  ", ".join(f"{k} {v:.3f}s" for k, v in sorted(answer.get("steps", {}).items())) or "nothing")
         outcome.pid_after = answer.get("pid_after", outcome.pid_before)
         outcome.running = answer.get("running")
         outcome.permanent = answer.get("permanent")
+        outcome.config = answer.get("config")
         if answer["result"] == "done":
             outcome.result = "downgraded" if release.down_paths is not None else "upgraded"
-            outcome.detail = decision.reason
+            outcome.detail = decision.reason + answer.get("detail", "")
             return outcome
         outcome.result = _RESULTS.get(answer["result"], "failed")
         outcome.detail = f"{answer.get('detail', '')}"
@@ -342,6 +357,7 @@ def inspect_host(env: DeployEnvironment, host: Host, app: str, run_id: str) -> H
         state, facts = inspect_node(conn, env, app, health=True)
         outcome.from_version = outcome.running = state.running
         outcome.to_version = outcome.permanent = state.permanent
+        outcome.config = facts.get("config")
         outcome.pid_before = outcome.pid_after = state.pid
         said = facts.get("answer", "")
         boots = f"; a restart boots {state.boots}" if state.boots not in (None, state.running) else ""

@@ -257,6 +257,37 @@ Gate_ = fun(Vsn) ->
             timer:sleep(maps:get(soak_ms, P)),
             Check() end,
 
+%% The runtime config in force with each version is kept beside it
+%% (releases/VSN/hotdeploy.runtime.config), so going back to a version -- a
+%% rollback, or the way back from a failed upgrade -- brings back its config,
+%% not the newer one.
+ConfigFile_ = filename:join(Root_, "runtime.config"),
+KeptConfig_ = fun(Vsn) -> filename:join([Root_, "releases", Vsn, "hotdeploy.runtime.config"]) end,
+KeepConfig_ = fun(Vsn, Overwrite) ->
+                  Kept = KeptConfig_(Vsn),
+                  case Overwrite orelse not filelib:is_regular(Kept) of
+                      true -> case filelib:is_regular(ConfigFile_) andalso filelib:is_dir(filename:dirname(Kept)) of
+                                  true -> {ok, _} = file:copy(ConfigFile_, Kept ++ ".tmp"),
+                                          ok = file:rename(Kept ++ ".tmp", Kept);
+                                  false -> ok
+                              end;
+                      false -> ok
+                  end end,
+%% Back to VSN's config: true when it was kept, false when none was (the
+%% current one then stays, and the answer says so).
+RestoreConfig_ = fun(Vsn) ->
+                     Kept = KeptConfig_(Vsn),
+                     case filelib:is_regular(Kept) of
+                         true -> {ok, _} = file:copy(Kept, ConfigFile_ ++ ".tmp"),
+                                 ok = file:rename(ConfigFile_ ++ ".tmp", ConfigFile_),
+                                 true;
+                         false -> false
+                     end end,
+ConfigHash_ = fun() -> case file:read_file(ConfigFile_) of
+                           {ok, Bin} -> list_to_binary(lists:sublist(
+                                            lists:flatten([io_lib:format("~2.16.0b", [B]) || <<B>> <= erlang:md5(Bin)]), 12));
+                           _ -> null
+                       end end,
 %% Make VSN what a restart boots: release_handler's RELEASES and
 %% start_erl.data, and the start script (relx bakes REL_VSN into bin/<rel>;
 %% its own install copies bin/<rel>-<vsn> over it, so do we).
@@ -279,7 +310,8 @@ Permanent0_ = fun(Vsn) ->
                       {S, E2} when (S =:= null orelse S =:= Vsn) andalso (E2 =:= null orelse E2 =:= Vsn) -> ok;
                       {S, E2} -> Failf_("~s is permanent but a restart would boot another release "
                                         "(bin/~s says ~s, start_erl.data says ~s)", [Vsn, Rel_, S, E2])
-                  end end,
+                  end,
+                  KeepConfig_(Vsn, true) end,
 Opt_ = fun(null) -> null; (X) -> Str_(X) end,
 %% One line per step in <root>/hotdeploy.log on the host itself, so a host
 %% never holds a half-done upgrade without a record of it.
@@ -302,7 +334,8 @@ Inspect_ = fun() ->
                                         Sup when is_pid(Sup) -> list_to_binary(pid_to_list(Sup));
                                         _ -> null
                                     end,
-                         erts => Str_(erlang:system_info(version))},
+                         erts => Str_(erlang:system_info(version)),
+                         config => ConfigHash_()},
                Files = case maps:get(target, P, undefined) of
                            undefined -> #{};
                            T -> #{target_missing => FilesOk_(T)}
@@ -314,7 +347,7 @@ Inspect_ = fun() ->
                maps:merge(maps:merge(Facts, Files), Health) end,
 
 Config_ = fun(Staged) ->
-              Final = filename:join(Root_, "runtime.config"),
+              Final = ConfigFile_,
               case file:consult(Staged) of
                   {ok, [L]} when is_list(L) -> ok = file:rename(Staged, Final);
                   Bad ->
@@ -380,9 +413,17 @@ Upgrade_ = fun() ->
                    {_, Now} -> Failf_("the node runs ~s, not ~s as it did at preflight (another deploy?): "
                                       "nothing done", [Now, case Mode of install -> Prev; finish -> Vsn end])
                end,
-               case maps:get(config, P, none) of
-                   none -> ok;
-                   Staged -> Timed_(config, fun() -> Config_(Staged) end)
+               %% the config in force with what runs now, kept before it is replaced
+               case Mode of install -> KeepConfig_(Prev, false); finish -> ok end,
+               ConfigNote = case {maps:get(config, P, none), maps:get(config_back, P, false)} of
+                   {none, true} when Mode =:= install ->
+                       case RestoreConfig_(Vsn) of
+                           true -> <<>>;
+                           false -> iolist_to_binary(io_lib:format("; no runtime config was kept for ~s: the "
+                                                                   "current one stays", [Vsn]))
+                       end;
+                   {none, _} -> <<>>;
+                   {Staged, _} -> Timed_(config, fun() -> Config_(Staged) end), <<>>
                end,
                case {Mode, maps:get(package, P, none), lists:keymember(Vsn, 1, Releases_())} of
                    {install, Package, false} when Package =/= none ->
@@ -401,7 +442,7 @@ Upgrade_ = fun() ->
                    end,
                    Timed_(gate, fun() -> Gate_(Vsn) end),
                    Timed_(permanent, fun() -> Permanent0_(Vsn) end),
-                   #{result => done, detail => <<>>}
+                   #{result => done, detail => ConfigNote}
                catch throw:{hotdeploy_fail, Why} ->
                    case init:get_status() of
                    {stopping, _} ->
@@ -413,6 +454,7 @@ Upgrade_ = fun() ->
                    put(hotdeploy_since, logger:timestamp()),
                    CrashLines_([]),
                    try
+                       RestoreConfig_(Prev),
                        case Running_() of
                            Prev -> ok;
                            _ -> Timed_(back, fun() -> Install_(Prev) end)
@@ -437,7 +479,8 @@ Upgrade_ = fun() ->
                catch Record_(io_lib:format("from=~s to=~s result=~s running=~s",
                                            [Prev, Vsn, maps:get(result, Outcome), After])),
                maps:merge(Base, Outcome#{running => After, pid_after => list_to_integer(os:getpid()),
-                                         permanent => try Opt_(Permanent_()) catch _:_ -> null end}) end,
+                                         permanent => try Opt_(Permanent_()) catch _:_ -> null end,
+                                         config => ConfigHash_()}) end,
 
 %% A node still booting answers erl_call before release_handler runs: wait
 %% for init to say the boot is done (a fresh start, a restart).

@@ -30,3 +30,18 @@ def test_answer_parsing():
         agent.parse_answer('{error, "*** eval: {\'EXIT\', boom}"}')
     with pytest.raises(agent.NodeUnreachable):
         agent.parse_answer("erl_call: failed to connect to node example_app@127.0.0.1\n")
+
+
+def test_the_node_program_lints_clean_in_erlang():
+    """erl_lint finds an unbound variable or a bad pattern before a host
+    does (the program is evaluated by erl_eval, which only fails there)."""
+    import shutil
+    import subprocess
+    if not shutil.which("erl"):
+        pytest.skip("no erl on this machine")
+    text = agent.program({"op": agent.Atom("inspect"), "root": "/tmp", "rel": "x", "app": agent.Atom("x")})
+    check = ('{ok, T, _} = erl_scan:string(io:get_chars("", 10000000)), {ok, E} = erl_parse:parse_exprs(T), '
+             'io:format("~p", [erl_lint:exprs(E, [])]), halt().')
+    out = subprocess.run(["erl", "-noshell", "-eval", check], input=text, capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "{ok,[]}", out.stdout + out.stderr

@@ -80,3 +80,14 @@ def test_upgrade_package_only_for_hosts_on_its_base():
     assert use_upgrade_package("1.0.0", "1.0.0")
     assert not use_upgrade_package("0.9.0", "1.0.0")
     assert not use_upgrade_package("1.0.0", None)
+
+
+def test_rollback_target_per_host():
+    from hotdeploy.hostplan import rollback_target
+    host = HostReleases({"1.2.0": "permanent", "1.1.0": "old", "1.0.0": "old"}, running="1.2.0")
+    assert rollback_target(host, "1.0.0", ["1.0.0", "1.1.0"])[0] == "1.0.0"      # what it ran before
+    target, why = rollback_target(host, "0.9.0", ["1.0.0", "1.1.0"])
+    assert target == "1.1.0" and "0.9.0, which it ran before, is not" in why    # newest below, reachable
+    assert rollback_target(host, None, ["1.0.0"])[0] == "1.0.0"
+    target, why = rollback_target(HostReleases({"1.2.0": "permanent"}, running="1.2.0"), None, ["1.1.0"])
+    assert target is None and "no earlier release" in why and "to_version" in why

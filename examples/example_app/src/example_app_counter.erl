@@ -1,6 +1,7 @@
 %% Holds the service's state: how many greetings it served.
 %% v1 keeps it as a tuple; later versions convert it in code_change/3.
 -module(example_app_counter).
+-vsn(1).   % the state's shape: a newer module converts down by the version it goes back to
 -behaviour(gen_server).
 -export([start_link/0, hit/0, describe/0]).
 -export([init/1, handle_call/3, handle_cast/2, code_change/3]).

@@ -1,6 +1,7 @@
 %% v2: the state becomes a map. code_change/3 converts it both ways; on a
 %% downgrade it runs in this (newer) code, so it matches on the state's shape.
 -module(example_app_counter).
+-vsn(2).   % the state's shape: a newer module converts down by the version it goes back to
 -behaviour(gen_server).
 -export([start_link/0, hit/0, describe/0]).
 -export([init/1, handle_call/3, handle_cast/2, code_change/3]).
