@@ -7,6 +7,8 @@ networks flake, but a wrong host key or a refused login is not.
 """
 from __future__ import annotations
 
+import contextlib
+
 import http.client
 import io
 import socket
@@ -184,10 +186,12 @@ class Connection:
         channel.invoke_subsystem("sftp")
         return paramiko.SFTPClient(channel)
 
-    def put_file(self, local_path: str, remote_path: str) -> None:
-        """Upload, with a watchdog: paramiko's writes retry forever on a cut
-        link once the socket buffer is full, so a transfer that makes no
-        progress for command_timeout_seconds closes the connection."""
+    @contextlib.contextmanager
+    def _watchdog(self):
+        """paramiko's writes retry for ever on a cut link once the socket
+        buffer is full (TCP gives up after ~15 min): if no progress is
+        reported for command_timeout_seconds, close the connection. Yields
+        the function that reports progress; sets .stalled."""
         last = [time.monotonic()]
         done = threading.Event()
         stalled = threading.Event()
@@ -201,25 +205,36 @@ class Connection:
         watchdog = threading.Thread(target=watch, daemon=True)
         watchdog.start()
         try:
-            with self._sftp() as sftp:
-                sftp.put(local_path, remote_path, callback=lambda *_: last.__setitem__(0, time.monotonic()))
-        except (socket.timeout, paramiko.SSHException, OSError, EOFError) as e:
-            if stalled.is_set():
-                raise RemoteError(f"{self.host}: upload to {remote_path} made no progress for "
-                                  f"{self.env.command_timeout_seconds:g} s (link cut?); connection closed") from None
-            raise RemoteError(f"{self.host}: upload to {remote_path} failed: {e or type(e).__name__}") from None
+            yield lambda *_: last.__setitem__(0, time.monotonic()), stalled
         finally:
             done.set()
 
+    def put_file(self, local_path: str, remote_path: str) -> None:
+        """Upload, closing the connection if it makes no progress (_watchdog)."""
+        with self._watchdog() as (progress, stalled):
+            try:
+                with self._sftp() as sftp:
+                    sftp.put(local_path, remote_path, callback=progress)
+            except (socket.timeout, paramiko.SSHException, OSError, EOFError) as e:
+                if stalled.is_set():
+                    raise RemoteError(f"{self.host}: upload to {remote_path} made no progress for "
+                                      f"{self.env.command_timeout_seconds:g} s (link cut?); connection closed"
+                                      ) from None
+                raise RemoteError(f"{self.host}: upload to {remote_path} failed: {e or type(e).__name__}") from None
+
     def put_text(self, text: str, remote_path: str, mode: int = 0o600) -> None:
-        """Write TEXT (it may be secret: it never appears in a command line or error)."""
-        try:
-            with self._sftp() as sftp:
-                with sftp.open(remote_path, "w") as f:
-                    f.chmod(mode)
-                    f.write(text)
-        except (socket.timeout, paramiko.SSHException, OSError) as e:
-            raise RemoteError(f"{self.host}: writing {remote_path} failed: {type(e).__name__}") from None
+        """Write TEXT (it may be secret: it never appears in a command line or
+        error), within command_timeout_seconds (a cut link would hang it)."""
+        with self._watchdog() as (_, stalled):
+            try:
+                with self._sftp() as sftp:
+                    with sftp.open(remote_path, "w") as f:
+                        f.chmod(mode)
+                        f.write(text)
+            except (socket.timeout, paramiko.SSHException, OSError, EOFError) as e:
+                why = (f"no answer for {self.env.command_timeout_seconds:g} s (link cut?); connection closed"
+                       if stalled.is_set() else type(e).__name__)
+                raise RemoteError(f"{self.host}: writing {remote_path} failed: {why}") from None
 
     def close(self) -> None:
         self.client.close()

@@ -21,7 +21,21 @@ from hotdeploy import layout
 
 from . import aws
 
-S3_RETRIES = dict(retries=3, retry_delay_seconds=[1, 4, 10], cache_policy=NO_CACHE)
+def _may_flake(task, task_run, state) -> bool:
+    """Retry what the network can cause, never a verdict about the store's
+    contents (a garbage pointer, a missing or invalid object): retrying those
+    only delays the refusal."""
+    from hotdeploy.manifest import ManifestError
+    try:
+        state.result()
+    except (BadPointer, UnknownVersion, VersionExists, MissingObject, ManifestError, ValueError):
+        return False
+    except Exception:
+        return True
+    return False
+
+
+S3_RETRIES = dict(retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=_may_flake, cache_policy=NO_CACHE)
 
 
 class StoreError(RuntimeError):
