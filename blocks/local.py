@@ -21,10 +21,23 @@ from . import DEFAULT_STORE_BLOCK
 from .environment import DeployEnvironment
 
 
+CREDENTIALS_BLOCK = "hotdeploy-local-aws"
+
+
+def register_block_types() -> None:
+    """What `prefect block register -m blocks.environment` does: the UI can
+    then create a hotdeploy-environment before any code saved one."""
+    DeployEnvironment.register_type_and_schema()
+
+
 def local_credentials(moto_url: str) -> AwsCredentials:
-    return AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing",
-                          region_name="us-east-1",
-                          aws_client_parameters=AwsClientParameters(endpoint_url=moto_url))
+    """The AwsCredentials for moto, saved as a block of their own, so the
+    store and every environment reference one nested block (the UI shows
+    it as such, and a key rotation is one edit)."""
+    AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
+                   aws_client_parameters=AwsClientParameters(endpoint_url=moto_url)
+                   ).save(CREDENTIALS_BLOCK, overwrite=True)
+    return AwsCredentials.load(CREDENTIALS_BLOCK)
 
 
 def create_store(moto_url: str, bucket: str = "hotdeploy-packages", name: str = DEFAULT_STORE_BLOCK) -> S3Bucket:
@@ -57,6 +70,7 @@ def main() -> None:
     p.add_argument("--fleet", required=True, help="the state file of `python -m localfleet serve`")
     p.add_argument("--environment", default="staging", help="block name for the fleet's environment")
     args = p.parse_args()
+    register_block_types()
     create_store(args.moto_url)
     create_environment(args.moto_url, json.loads(Path(args.fleet).read_text()), args.environment)
     print(f"blocks: s3-bucket/{DEFAULT_STORE_BLOCK}, hotdeploy-environment/{args.environment}")

@@ -178,12 +178,13 @@ def run(keep: bool, moto_url: str | None) -> int:
         fleet = json.loads(fleet_file.read_text())
         say("fleet: " + ", ".join(h["address"] for h in fleet["hosts"]))
 
-        from blocks.local import create_environment, create_store
+        from blocks.local import create_environment, create_store, register_block_types
         from deployments.apply import apply
         from flows.provision import provision_host
         from flows.release import release
         from tasks.probe import LoadClient
 
+        register_block_types()
         create_store(moto_url)
         create_environment(moto_url, fleet, "staging")
         repo = STATE / "app"
@@ -222,6 +223,9 @@ def run(keep: bool, moto_url: str | None) -> int:
                   "demo_seconds": round(time.monotonic() - started, 1)}
         (STATE / "report.json").write_text(json.dumps(report, indent=2))
         print_report(report)
+        say("what CI prints after --watch: python -m deployments.report --latest ship/staging")
+        print(subprocess.run([PY, "-m", "deployments.report", "--latest", "ship/staging"], env=env, cwd=ROOT,
+                             capture_output=True, text=True).stdout)
         if cp.returncode != 0:
             print(cp.stdout[-3000:], cp.stderr[-3000:])
         ok = (cp.returncode == 0 and stats["failed"] == 0

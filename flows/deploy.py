@@ -16,18 +16,30 @@ from tasks.store import (fetch_release, fetch_upgrade_package, read_manifest, re
                          unpacked_size)
 
 from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
+from .outcome import explained
 
 
 @flow(name="hot-deploy", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
+@explained
 def hot_deploy(app: str, environment: str, version: str = "latest",
                store_block: str = DEFAULT_STORE_BLOCK, allow_unrehearsed: bool = False,
                canary: int | None = None, wave_size: str | None = None,
                max_failed_hosts: int | None = None) -> list[dict]:
-    """Hot-upgrade APP on ENVIRONMENT's hosts to VERSION (`latest` = the
-    store's VERSION pointer). Fails if any host did not end on VERSION. An
-    environment that requires rehearsal refuses a version that has not
-    passed one, unless ALLOW_UNREHEARSED. CANARY, WAVE_SIZE and
-    MAX_FAILED_HOSTS override the environment's rollout for this run."""
+    """Hot-upgrade an app on an environment's hosts, in place, wave by wave.
+
+    Fails if any host did not end on the version. An environment that
+    requires rehearsal refuses a version that has not passed one.
+
+    Args:
+        app: the release name, e.g. example_app
+        environment: the hotdeploy-environment block, e.g. production
+        version: a published version, or latest (the store's VERSION pointer)
+        store_block: the S3Bucket block of the package store
+        allow_unrehearsed: deploy even if the version never passed a rehearsal (said in the summary)
+        canary: hosts upgraded first, alone (empty: the environment's setting)
+        wave_size: hosts per wave after the canary, a number or a percentage (empty: the environment's)
+        max_failed_hosts: once more hosts failed, no new host starts (empty: the environment's)
+    """
     check_deploy(app, environment, store_block, version, canary, wave_size, max_failed_hosts)
     env = load_environment(environment)
     store = load_package_store(store_block)

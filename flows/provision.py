@@ -14,13 +14,24 @@ from tasks.network import NoHosts, discover_hosts
 from tasks.store import fetch_release, read_manifest, resolve_version
 
 from .fleet import Recording, check_deploy, revoke_this_runs_rules, run_on_fleet
+from .outcome import explained
 
 
 @flow(name="provision-host", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
+@explained
 def provision_host(app: str, environment: str, version: str = "latest", address: str | None = None,
                    store_block: str = DEFAULT_STORE_BLOCK) -> list[dict]:
-    """Install and start VERSION on the environment's hosts (or only the one
-    at ADDRESS) that do not run the app yet; hosts that do are left alone."""
+    """First install on bare hosts: release, runtime config, systemd unit, gate.
+
+    Hosts that run the app already are left alone.
+
+    Args:
+        app: the release name, e.g. example_app
+        environment: the hotdeploy-environment block, e.g. staging
+        version: a published version, or latest (the store's VERSION pointer)
+        address: only the host with this address; empty: every host of the environment
+        store_block: the S3Bucket block of the package store
+    """
     check_deploy(app, environment, store_block, version)
     env = load_environment(environment)
     store = load_package_store(store_block)

@@ -17,6 +17,7 @@ from tasks.store import put_rehearsal, read_manifest, resolve_version
 from .deploy import hot_deploy
 from .fleet import check_deploy, current_run_id, revoke_this_runs_rules
 from .rollback import rollback
+from .outcome import explained
 
 
 class RehearsalFailed(RuntimeError):
@@ -24,12 +25,22 @@ class RehearsalFailed(RuntimeError):
 
 
 @flow(name="rehearsal", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
+@explained
 def rehearsal(app: str, environment: str = "rehearsal", version: str = "latest",
               store_block: str = DEFAULT_STORE_BLOCK, probe_connections: int = 2) -> dict:
-    """Up, down, up again on ENVIRONMENT under load (sent through SSH to each
-    host's own app port, so it works where only SSH reaches the hosts). Fails
-    if a step failed or a single probe request failed; either way the verdict
-    is recorded."""
+    """Up, down, up again on the rehearsal environment under load; the verdict is recorded.
+
+    The load goes through SSH to each host's own app port, so it works where
+    only SSH reaches the hosts. Fails if a step failed or a single probe
+    request failed; either way the verdict is stored beside the manifest.
+
+    Args:
+        app: the release name, e.g. example_app
+        environment: the hotdeploy-environment block to rehearse on
+        version: a published version, or latest (the store's VERSION pointer)
+        store_block: the S3Bucket block of the package store
+        probe_connections: keep-alive connections of the load probe, per host
+    """
     check_deploy(app, environment, store_block, version)
     log = get_run_logger()
     env = load_environment(environment)

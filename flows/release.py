@@ -22,6 +22,7 @@ from tasks.store import (download, list_store, move_pointer, put_new, put_text, 
                          read_manifest, read_pointer, read_text)
 from tasks.workspace import (describe_app, make_upgrade_package, prepare_workspace, remove_workspace,
                              restore_previous, verify_artifact, write_appups)
+from .outcome import explained
 
 
 class NoUpgradePath(ValueError):
@@ -29,6 +30,7 @@ class NoUpgradePath(ValueError):
 
 
 @flow(name="release", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@explained
 def release(
     app_dir: str,
     store_block: str = DEFAULT_STORE_BLOCK,
@@ -40,12 +42,24 @@ def release(
     upgrade_from_max: int = 5,
     rebuild: bool = False,
 ) -> dict:
-    """Build APP_DIR's release as a hot upgrade from every version that
-    matters and publish it: the versions recorded as running or permanent in
-    any environment, the store's VERSION pointer, and UPGRADE_FROM (always
-    included); of the automatic ones, the newest UPGRADE_FROM_MAX. `version`
-    defaults to the build timestamp. A GIT_COMMIT already released is not
-    rebuilt (its release is returned) unless REBUILD."""
+    """Test, build with a relup from every version the fleet runs, verify, publish.
+
+    The relup goes up from (and down to) the versions recorded as running or
+    permanent in any environment, the store's VERSION pointer, and
+    upgrade_from. A git_commit released already is not rebuilt (its release
+    is returned) unless rebuild.
+
+    Args:
+        app_dir: the app's source tree on the worker (rebar3 project with a relx release)
+        store_block: the S3Bucket block of the package store
+        version: the version to publish; empty: the build timestamp (YEAR.MMDD.hhmmss)
+        test_command: run in the builder container before anything is built
+        git_commit: the commit the source is (recorded in the manifest; one release per commit)
+        docker_host_block: a DockerHost block for the container engine; empty: the local engine
+        upgrade_from: versions the relup must also go up from, whatever runs
+        upgrade_from_max: of the versions chosen automatically, the newest this many
+        rebuild: build again even if git_commit was released already
+    """
     params.block_name("store_block", store_block)
     if version is not None:
         params.version(version, allow_latest=False)

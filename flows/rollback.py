@@ -17,22 +17,35 @@ from tasks.network import discover_hosts
 from tasks.store import list_versions, read_manifest, read_text, resolve_version
 
 from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
+from .outcome import explained
 
 MAX_VERSIONS_BACK = 20
 
 
 @flow(name="rollback", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
+@explained
 def rollback(app: str, environment: str, to_version: str | None = None,
              store_block: str = DEFAULT_STORE_BLOCK, canary: int | None = None, wave_size: str | None = None,
              max_failed_hosts: int | None = None):
-    """Downgrade APP on ENVIRONMENT. With no TO_VERSION, each host goes back
-    to the version it ran before its current one (the environment record,
-    else the newest older release installed on it that its relup goes down
-    to); with TO_VERSION, every host goes there, and a host whose relup
-    cannot reach it is refused. Each host goes down through the relup of the
-    version it runs, gets back the runtime config that was in force with its
-    target, with the same gate and rollout as an upgrade. A rollback that
-    changed no host says so in its final state."""
+    """Hot-downgrade an app on an environment: each host back to what it ran before.
+
+    With no to_version, each host goes back to the version it ran before its
+    current one (the environment record, else the newest older release
+    installed on it that its relup goes down to); with to_version, every
+    host goes there, and a host whose relup cannot reach it is refused. Each
+    host gets back the runtime config that was in force with its target,
+    with the same gate and rollout as an upgrade. A rollback that changed no
+    host says so in its final state.
+
+    Args:
+        app: the release name, e.g. example_app
+        environment: the hotdeploy-environment block, e.g. production
+        to_version: where every host goes; empty: each host to its own previous version
+        store_block: the S3Bucket block of the package store
+        canary: hosts downgraded first, alone (empty: the environment's setting)
+        wave_size: hosts per wave after the canary, a number or a percentage (empty: the environment's)
+        max_failed_hosts: once more hosts failed, no new host starts (empty: the environment's)
+    """
     check_deploy(app, environment, store_block, to_version, canary, wave_size, max_failed_hosts)
     env = load_environment(environment)
     store = load_package_store(store_block)

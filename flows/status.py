@@ -13,15 +13,24 @@ from tasks.network import discover_hosts
 from tasks.store import BadPointer, list_store, read_environment_records, read_pointer
 
 from .fleet import Recording, check_deploy, revoke_this_runs_rules, run_on_fleet
+from .outcome import explained
 
 
 @flow(name="status", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
+@explained
 def status(app: str, environment: str, store_block: str = DEFAULT_STORE_BLOCK) -> list[dict]:
-    """One row per host: the versions its node knows (current, permanent,
-    old), its pid, and whether its version endpoint answers the running
-    version. Records them in the store, and shows the store's versions
-    (incomplete publishes included) and every environment's record. Opens
-    SSH ingress like hot_deploy and always revokes it."""
+    """Which version each host runs, asked of its node, recorded in the store.
+
+    One row per host: the versions its node knows (current, permanent, old),
+    its pid, and whether its endpoint answers the running version; beside
+    it, the store's versions (incomplete publishes included) and every
+    environment's record. Opens SSH ingress like hot_deploy and revokes it.
+
+    Args:
+        app: the release name, e.g. example_app
+        environment: the hotdeploy-environment block, e.g. staging
+        store_block: the S3Bucket block of the package store
+    """
     check_deploy(app, environment, store_block, version=None)
     env = load_environment(environment)
     store = load_package_store(store_block)

@@ -10,15 +10,23 @@ from tasks.lock import EnvironmentBusy, environment_lock, lock_is_held
 from tasks.network import revoke_rules_of_dead_runs
 
 from .fleet import current_run_id
+from .outcome import explained
 
 
 @flow(name="sweep-ingress")
+@explained
 def sweep_ingress(environments: list[str] | None = None, lock_wait_seconds: float = 10) -> dict[str, list[str]]:
-    """For each environment (default: every environment block there is),
-    take its deploy lock and revoke our rules of other runs: holding the lock,
-    no other run is live there, so their rules were left by killed runs. An
-    environment whose lock a deploy holds is skipped (its rule is its own),
-    and so is a name with no block, each with a log line."""
+    """Revoke the SSH rules that killed runs left open, in every environment.
+
+    For each environment, take its deploy lock and revoke our rules of other
+    runs: holding the lock, no other run is live there, so their rules were
+    left by killed runs. An environment whose lock a deploy holds is skipped
+    (its rule is its own), and so is a name with no block, each with a log line.
+
+    Args:
+        environments: hotdeploy-environment block names; empty: every one there is
+        lock_wait_seconds: how long to wait for an environment's lock before skipping it
+    """
     for name in environments or []:
         params.block_name("environment", name)
     log = get_run_logger()

@@ -1,6 +1,7 @@
 """Step timings and the summaries shown as Prefect artifacts."""
 from __future__ import annotations
 
+import re
 import time
 from contextlib import contextmanager
 
@@ -67,3 +68,39 @@ def store_status_markdown(app: str, pointer: str | None, published: list[str], i
                 markdown_table(["host", "address", "running", "permanent", "ran before", "read at", "by", "note"],
                                rows)]
     return "\n".join(out) + "\n"
+
+
+_FAILURE = re.compile(r"^\s{0,4}\d+\) (?:test )?(.+?)(?:: module '.*')?\s*$")
+
+
+def failing_tests(lines: list[str]) -> list[str]:
+    """The failing tests a test run names: eunit's `  1) mod:test/0: module 'mod'`
+    and ExUnit's `  1) test greets (MyTest)` after its Failures header."""
+    found, listing = [], False
+    for line in lines:
+        if line.strip() in ("Failures:",) or line.startswith("  1) test "):
+            listing = True
+        if listing:
+            m = _FAILURE.match(line)
+            if m:
+                found.append(m.group(1))
+    return found
+
+
+def ship_summary_markdown(built: dict, environment: str, rows: list[dict], links: dict[str, str],
+                          failure: str | None) -> tuple[str, str]:
+    """The ship run's own summary (what a CI log and the UI show first) and
+    its one line."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["result"]] = counts.get(r["result"], 0) + 1
+    hosts = ", ".join(f"{n} {result}" for result, n in sorted(counts.items())) or "no host"
+    reused = " (released already, not rebuilt)" if built.get("reused") else ""
+    line = (f"shipped {built['release']} {built['version']}{reused} to {environment}: {hosts}" if not failure else
+            f"{built['release']} {built['version']}{reused} released; deploy to {environment} failed: {failure}")
+    table = markdown_table(["host", "from", "to", "result", "detail"],
+                           [[r["host"], r["from_version"], r["to_version"], r["result"], r["detail"]] for r in rows])
+    text = (f"### {line}\n\n- git commit: {built.get('git_commit') or '-'}\n"
+            f"- relup from: {', '.join(built.get('upgrade_from') or []) or 'nothing (first release)'}\n" +
+            "".join(f"- {name} run: {link}\n" for name, link in links.items()) + "\n" + table + "\n")
+    return text, line

@@ -20,12 +20,19 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect_docker import DockerHost
 
+from hotdeploy.report import failing_tests
+
 ERLANG_HELPERS = Path(__file__).parent / "erlang"
 TAIL_LINES = 30
 
 
 class ContainerFailed(RuntimeError):
-    """The command ran and exited non-zero: a verdict, not a flake; never retried."""
+    """The command ran and exited non-zero: a verdict, not a flake; never retried.
+    CAUSE is the one line a run's final state shows (the failing tests)."""
+
+    def __init__(self, message: str, cause: str | None = None):
+        super().__init__(message)
+        self.cause = cause or message.splitlines()[0]
 
 
 def _engine_flake(task, task_run, state) -> bool:
@@ -126,7 +133,10 @@ def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path,
     finally:
         container.remove(force=True)
     if code != 0:
-        raise ContainerFailed(f"{what} failed (exit {code}); last lines:\n" + "\n".join(tail))
+        failing = failing_tests(lines)
+        cause = (f"{what} failed: {', '.join(failing[:5])}" + (f" and {len(failing) - 5} more" if len(failing) > 5
+                                                                else "") if failing else None)
+        raise ContainerFailed(f"{what} failed (exit {code}); last lines:\n" + "\n".join(tail), cause)
     return "\n".join(lines)
 
 

@@ -30,6 +30,12 @@ def test_demo_ships_v2_by_deployment_with_zero_failed_requests_then_a_failing_pu
             assert host["pid_before"] == host["pid_after"] is not None
             assert host["version_after"] != host["version_before"]
         assert "hotdeploy demo report" in cp.stdout
+        # what a CI log shows after --watch: the one line (version, hosts) and the ship's summary
+        shipped = subprocess.run([sys.executable, "-m", "deployments.report", "--latest", "ship/staging"],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+        version = report["hosts"][0]["version_after"]
+        assert f"shipped example_app {version}" in shipped.stdout and "3 upgraded" in shipped.stdout, shipped.stdout
 
         # A push whose tests fail: the deployment run fails, --watch exits non-zero, the fleet is unchanged.
         repo = state / "app"
@@ -43,5 +49,9 @@ def test_demo_ships_v2_by_deployment_with_zero_failed_requests_then_a_failing_pu
                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert failed.returncode != 0, failed.stdout[-2000:]
         assert fleet_view(fleet) == before
+        why = subprocess.run([sys.executable, "-m", "deployments.report", "--latest", "ship/staging"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert why.returncode == 1
+        assert "tests failed: example_app_broken_tests:greeting_is_polite_test/0" in why.stdout, why.stdout
     finally:
         subprocess.run([sys.executable, "-m", "demo", "down"], cwd=ROOT, env=env, timeout=120)
