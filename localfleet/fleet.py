@@ -16,6 +16,7 @@ BRIDGE = "hdbr0"
 GATEWAY = "198.18.0.1"
 PREFIX = "hd-"
 fleets_started = 0      # in this process: the test session's leak check runs only if it made any
+started_here: set[str] = set()    # namespace names this process made (another session may run beside it)
 STATE_DIR = Path("/var/lib/hotdeploy-fleet")
 
 
@@ -103,6 +104,7 @@ class Fleet:
             (host.dir / d).mkdir(parents=True, exist_ok=True)
         (host.dir / "tmp").chmod(0o1777)
         sh("ip", "netns", "add", name)
+        started_here.add(name)
         sh("ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", name)
         sh("ip", "link", "set", host.veth, "master", BRIDGE, "up")
         ns = ("ip", "netns", "exec", name)
@@ -171,14 +173,25 @@ def _remove_netns(name: str) -> None:
 
 
 def ensure_bridge() -> None:
+    """Idempotent, and safe when two test sessions race to make it."""
     if sh("ip", "link", "show", BRIDGE, check=False).returncode != 0:
-        sh("ip", "link", "add", BRIDGE, "type", "bridge")
-        sh("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE)
+        sh("ip", "link", "add", BRIDGE, "type", "bridge", check=False)
+    if f"{GATEWAY}/24" not in sh("ip", "-o", "addr", "show", "dev", BRIDGE).stdout:
+        sh("ip", "addr", "add", f"{GATEWAY}/24", "dev", BRIDGE, check=False)
     sh("ip", "link", "set", BRIDGE, "up")
 
 
 def remove_bridge() -> None:
-    sh("ip", "link", "del", BRIDGE, check=False)
+    """Remove the test bridge unless a fleet still uses it (another test
+    session, the demo, a benchmark may run beside this one)."""
+    if not [n for n in leftovers() if n != BRIDGE]:
+        sh("ip", "link", "del", BRIDGE, check=False)
+
+
+def own_leftovers() -> list[str]:
+    """Namespaces of fleets this process started that still exist."""
+    present = set(sh("ip", "netns", "list", check=False).stdout.split())
+    return sorted(n for n in started_here if n in present)
 
 
 def leftovers() -> list[str]:

@@ -110,9 +110,9 @@ def no_leftover_hosts():
     from localfleet import fleet
     if os.geteuid() != 0 or os.environ.get("HOTDEPLOY_UNIT_ONLY") or not fleet.fleets_started:
         return
-    from localfleet.fleet import leftovers, remove_bridge
-    remaining = [n for n in leftovers() if n != "hdbr0"]
-    remove_bridge()
+    from localfleet.fleet import own_leftovers, remove_bridge
+    remaining = own_leftovers()
+    remove_bridge()                   # unless a session running beside this one still uses it
     assert remaining == [], f"test hosts left behind: {remaining}"
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -86,7 +87,27 @@ def copy_store(src: Released, moto_url: str, versions: list[str]) -> tuple[str, 
     return block, client, bucket
 
 
-_host_numbers = itertools.count(10)
+def _host_range() -> tuple[int, int]:
+    """Last octets this session's test hosts may use: HOTDEPLOY_TEST_HOSTS
+    (e.g. 110-199) when scripts/test.sh runs two sessions side by side."""
+    lo, _, hi = os.environ.get("HOTDEPLOY_TEST_HOSTS", "10-199").partition("-")
+    return int(lo), int(hi)
+
+
+_next_host = itertools.count()
+
+
+def _host_numbers(size: int) -> int:
+    """The first of SIZE consecutive addresses in this session's range; wraps
+    around (fleets of earlier tests are gone by then)."""
+    lo, hi = _host_range()
+    room = hi - lo + 1
+    while True:
+        offset = next(_next_host) % room
+        if offset + size <= room:
+            for _ in range(size - 1):
+                next(_next_host)
+            return lo + offset
 RUNTIME_SECRET = f"s3cr3t-{uuid.uuid4().hex}"
 
 
@@ -121,9 +142,7 @@ def make_env(prefect_server, moto_url):
         APP_PORT_OPEN false: the group does not open 8080 and the hosts enforce it."""
         url = ec2_url or moto_url
         name = f"t{uuid.uuid4().hex[:6]}"
-        first = next(_host_numbers)
-        for _ in range(size - 1):
-            next(_host_numbers)
+        first = _host_numbers(size)
         fleet = Fleet(name, size, first=first)
         made.append(fleet)
         fleet.start()
@@ -142,7 +161,9 @@ def make_env(prefect_server, moto_url):
                       ssh_private_key=fleet.deployer_key.read_text(), known_hosts=fleet.known_hosts(),
                       release_root="/srv/example_app", app_port=8080, health_timeout_seconds=15,
                       runtime_config=f'[{{example_app, [{{greeting, "Hello"}}, {{api_token, "{RUNTIME_SECRET}"}}]}}].\n',
-                      max_parallel=4, connect_timeout_seconds=3, command_timeout_seconds=20)
+                      max_parallel=4, connect_timeout_seconds=3, command_timeout_seconds=20,
+                      # all hosts at once and a short soak: a test about waves or the soak says so
+                      canary=0, wave_size="100%", health_soak_seconds=1.0)
         fields.update(overrides)
         DeployEnvironment(**fields).save(name, overwrite=True)
         return LocalEnv(name, fleet, ec2, ec2_fleet.group_id, enforcer)
