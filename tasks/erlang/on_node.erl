@@ -184,8 +184,15 @@ StartNewChildren_ = fun(Before) ->
                              {ok, _, _} -> ok;
                              {error, running} -> ok;
                              {error, restarting} -> ok;
-                             {error, E} -> Failf_("health gate: new child ~0p of ~s's supervision tree did not "
-                                                  "start: ~s", [Path, App_, Short_(E)])
+                             {error, E} ->
+                                 %% its crash report is logged by the child after it told
+                                 %% the supervisor, so it can come after the way back began:
+                                 %% that gate ignores it (the tree check still applies)
+                                 Mod = try element(1, maps:get(start, element(2, supervisor:get_childspec(Sup, Id))))
+                                       catch _:_ -> undefined end,
+                                 put(hotdeploy_ignore, [Mod | case get(hotdeploy_ignore) of undefined -> []; L -> L end]),
+                                 Failf_("health gate: new child ~0p of ~s's supervision tree did not "
+                                        "start: ~s", [Path, App_, Short_(E)])
                          end || {Sup, Path, Id, undefined, _} <- Tree_(), not lists:member({Sup, Id}, Before),
                                 (catch maps:get(restart, element(2, supervisor:get_childspec(Sup, Id)), permanent))
                                     =/= temporary],
@@ -221,7 +228,14 @@ CrashLines_ = fun Events(Acc) ->
                                  {string, S} -> Short_(unicode:characters_to_binary(S));
                                  {F, A} -> Short_(catch io_lib:format(F, A))
                              end,
-                      Events([iolist_to_binary(io_lib:format("~0p: ~s", [maps:get(pid, Meta, undefined), Text])) | Acc])
+                      Ignored = [M || M <- case get(hotdeploy_ignore) of undefined -> []; L -> L end, is_atom(M),
+                                      binary:match(Text, <<"{initial_call,{", (atom_to_binary(M))/binary, ",">>)
+                                          =/= nomatch],
+                      case Ignored of
+                          [] -> Events([iolist_to_binary(io_lib:format("~0p: ~s", [maps:get(pid, Meta, undefined),
+                                                                                   Text])) | Acc]);
+                          _ -> Events(Acc)
+                      end
                   after 0 -> lists:reverse(Acc) end end,
 
 %% The gate: VSN runs, the endpoint answers it, the tree is up, and for the
