@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import platform
 import subprocess
@@ -365,7 +366,20 @@ def against_targets(scaling: list[dict]) -> list[dict]:
 
 def write_outputs(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    # Indented, except each row of a latency timeline on one line: the file
+    # stays readable and small (indent=2 put every number on a line: 1.2 MB).
+    def compact_rows(value):
+        if isinstance(value, dict):
+            return {k: compact_rows(v) for k, v in value.items()}
+        if isinstance(value, list):
+            if value and all(isinstance(v, (list, tuple)) for v in value):
+                return [json.dumps(v, separators=(",", ":")) for v in value]
+            return [compact_rows(v) for v in value]
+        return value
+    text = json.dumps(compact_rows(results), indent=1)
+    text = re.sub(r'"(\[[^"\]]*\])"', r"\1", text)   # the rows, back from strings to JSON arrays
+    (out / "results.json").write_text(text)
+    assert json.loads(text) == json.loads(json.dumps(results))
     lines = [f"Measured {results['when']} on {results['machine']}, commit {results.get('commit')}.", ""]
     if results.get("pipeline"):
         p = results["pipeline"]
