@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("HOTDEPLOY_DEMO_DIR", "/var/lib/hotdeploy-demo"))
 PIDS = STATE / "pids.json"
 PY = sys.executable
+HEARTBEAT_SECONDS = 30   # Prefect's minimum
 APP = "example_app"
 
 
@@ -143,7 +144,9 @@ def run(keep: bool, moto_url: str | None) -> int:
         down()
     pids: dict[str, int] = {}
     env = {**os.environ, "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_WORKER_QUERY_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
+           "PREFECT_WORKER_QUERY_SECONDS": "2", "PYTHONUNBUFFERED": "1",
+           # a run whose worker died is marked Crashed 90 s after its last heartbeat
+           "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
     started = time.monotonic()
     try:
         if "PREFECT_API_URL" in os.environ and answers(os.environ["PREFECT_API_URL"] + "/health"):
@@ -197,7 +200,7 @@ def run(keep: bool, moto_url: str | None) -> int:
         provision_host(app=APP, environment="staging", version=v1)
         import contextlib
         with open(STATE / "deployments.log", "w") as quiet, contextlib.redirect_stdout(quiet):
-            names = apply(app_dir=str(repo))
+            names = apply(app_dir=str(repo), crash_after_seconds=3 * HEARTBEAT_SECONDS)
         say("deployments: " + ", ".join(names))
         _spawn("worker", [PY, "-m", "prefect", "worker", "start", "--pool", "hotdeploy", "--type", "process"],
                env, pids)

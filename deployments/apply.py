@@ -38,11 +38,18 @@ async def ensure_pool(name: str) -> None:
 
 def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store_block: str = "hotdeploy-store",
           rehearsal_cron: str = "0 4 * * *", sweep_cron: str = "*/15 * * * *",
-          environments: tuple[str, ...] = ("staging", "rehearsal", "production")) -> list[str]:
+          environments: tuple[str, ...] = ("staging", "rehearsal", "production"),
+          crash_after_seconds: int | None = None) -> list[str]:
+    """CRASH_AFTER_SECONDS: a run silent that long (no heartbeat, no final
+    state) is marked Crashed; default 3 heartbeats of this process's
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY (set the same on the workers)."""
     from prefect import Flow
 
     from tasks.lock import ensure_lock
+
+    from .automations import ensure_crash_detection
     asyncio.run(ensure_pool(pool))
+    asyncio.run(ensure_crash_detection(crash_after_seconds))
 
     for environment in environments:   # the deploy locks exist before any run needs one
         ensure_lock(environment)
@@ -92,8 +99,12 @@ def main() -> None:
     p.add_argument("--store-block", default="hotdeploy-store")
     p.add_argument("--rehearsal-cron", default="0 4 * * *")
     p.add_argument("--sweep-cron", default="*/15 * * * *")
+    p.add_argument("--crash-after-seconds", type=int, default=None,
+                   help="mark a run Crashed after this long without a heartbeat "
+                        "(default: 3 x PREFECT_FLOWS_HEARTBEAT_FREQUENCY)")
     args = p.parse_args()
-    for name in apply(args.app_dir, args.app, args.pool, args.store_block, args.rehearsal_cron, args.sweep_cron):
+    for name in apply(args.app_dir, args.app, args.pool, args.store_block, args.rehearsal_cron, args.sweep_cron,
+                      crash_after_seconds=args.crash_after_seconds):
         print(f"deployment {name}")
     print(f"start a worker: prefect worker start --pool {args.pool} --type process")
 
