@@ -20,8 +20,8 @@ from hotdeploy.versions import next_version
 from tasks.container import build_release, ensure_builder_image, inspect_modules, test_in_container
 from tasks.store import (download, list_store, move_pointer, put_new, put_text, read_environment_records,
                          read_manifest, read_pointer, read_text)
-from tasks.workspace import (describe_app, make_upgrade_package, prepare_workspace, remove_workspace,
-                             restore_previous, verify_artifact, write_appups)
+from tasks.workspace import (check_protocols, describe_app, make_upgrade_package, prepare_workspace,
+                             remove_workspace, restore_previous, verify_artifact, write_appups)
 from .outcome import explained
 
 
@@ -35,7 +35,7 @@ def release(
     app_dir: str,
     store_block: str = DEFAULT_STORE_BLOCK,
     version: str | None = None,
-    test_command: str = "rebar3 eunit",
+    test_command: str | None = None,
     git_commit: str | None = None,
     docker_host_block: str | None = None,
     upgrade_from: list[str] | None = None,
@@ -50,10 +50,10 @@ def release(
     is returned) unless rebuild.
 
     Args:
-        app_dir: the app's source tree on the worker (rebar3 project with a relx release)
+        app_dir: the app's source tree on the worker (rebar3 project with a relx release, or mix project with a release)
         store_block: the S3Bucket block of the package store
         version: the version to publish; empty: the build timestamp (YEAR.MMDD.hhmmss)
-        test_command: run in the builder container before anything is built
+        test_command: run in the builder container before anything is built; empty: `rebar3 eunit` or `mix test`
         git_commit: the commit the source is (recorded in the manifest; one release per commit)
         docker_host_block: a DockerHost block for the container engine; empty: the local engine
         upgrade_from: versions the relup must also go up from, whatever runs
@@ -113,17 +113,17 @@ def release(
     workspace = prepare_workspace(app)
     try:
         with clock.step("test"):
-            test_in_container(engine, image, workspace, test_command)
+            test_in_container(engine, image, workspace, test_command or app.project.test_command)
 
         with clock.step("fetch previous"):
             for prev in chosen:
                 checksum = parse_checksum(read_text(store, layout.checksum_key(name, prev)) or "")
                 tarball = download(store, layout.tarball_key(name, prev), workspace / f".hotdeploy-{prev}.tar.gz")
-                restore_previous(tarball, checksum, workspace, name, prev)
+                restore_previous(tarball, checksum, workspace, app.project, prev)
                 tarball.unlink()
 
         with clock.step("build with relup"):
-            report = parse_modinfo(inspect_modules(engine, image, workspace, name, vsn, chosen))
+            report = parse_modinfo(inspect_modules(engine, image, workspace, app.project, vsn, chosen))
             new_erts = report.erts.get("new")
             for prev in list(chosen):
                 erts = report.erts.get(f"prev:{prev}")
@@ -135,20 +135,21 @@ def release(
             plan = plan_appups({p: report.previous.get(p, []) for p in chosen}, report.apps.get("new", []),
                                report.shipped)
             write_appups(workspace, plan, report.src_dirs)
-            tarball = build_release(engine, image, workspace, name, vsn, chosen)
+            tarball = build_release(engine, image, workspace, app.project, vsn, chosen)
 
         # The upgrade package is made for the hosts most likely next: those on
         # the pointer's version (else the newest predecessor).
         previous = pointer.version if pointer.version in chosen else (chosen[-1] if chosen else None)
         with clock.step("verify"):
+            check_protocols(workspace, app.project, vsn, chosen)
             facts, sha256 = verify_artifact(tarball, name, vsn, chosen,
                                             {p: report.erts.get(f"prev:{p}") or manifests[p].get("erts")
                                              for p in chosen})
-            package = make_upgrade_package(tarball, workspace, name, facts, previous) if previous else None
+            package = make_upgrade_package(tarball, workspace, app.project, facts, previous) if previous else None
 
         with clock.step("publish"):
             manifest = build_manifest(
-                release=name, facts=facts, previous=previous, sha256=sha256,
+                release=name, kind=app.project.kind, facts=facts, previous=previous, sha256=sha256,
                 size=tarball.stat().st_size, built_at=datetime.now(timezone.utc),
                 otp_release=report.otp_release, git_commit=git_commit,
                 appup=sorted({i for a in plan.appups for i in a.up}), builder_image=image.tag,

@@ -24,7 +24,7 @@ from .release import release
 @flow(name="ship")
 @explained
 def ship(app_dir: str, environment: str, git_ref: str | None = None,
-         store_block: str = DEFAULT_STORE_BLOCK, test_command: str = "rebar3 eunit", rebuild: bool = False):
+         store_block: str = DEFAULT_STORE_BLOCK, test_command: str | None = None, rebuild: bool = False):
     """Test, build and publish the app, then hot-upgrade an environment to it.
 
     Args:
@@ -32,7 +32,7 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
         environment: the hotdeploy-environment block to upgrade, e.g. staging
         git_ref: the commit, branch or tag to ship (CI passes the pushed sha); empty: the working tree
         store_block: the S3Bucket block of the package store
-        test_command: run in the builder container before anything is built
+        test_command: run in the builder container before anything is built; empty: `rebar3 eunit` or `mix test`
         rebuild: build again even if this commit was released already (otherwise its release is deployed)
     """
     params.block_name("environment", environment)

@@ -15,6 +15,7 @@ that still runs old code. Unchanged modules get no instruction.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -84,12 +85,20 @@ class AppupPlan:
     shipped: list[str] = field(default_factory=list)  # apps whose own appup is kept
 
 
+def atom(name: str) -> str:
+    """NAME as Erlang atom text: quoted unless plain (Elixir's modules are
+    'Elixir.Foo.Bar')."""
+    if re.fullmatch(r"[a-z][A-Za-z0-9_@]*", name):
+        return name
+    return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _change_instruction(m: Module) -> str:
     if m.code_change:
-        return f"{{update, {m.name}, {{advanced, []}}, soft_purge, soft_purge, []}}"
+        return f"{{update, {atom(m.name)}, {{advanced, []}}, soft_purge, soft_purge, []}}"
     if m.supervisor:
-        return f"{{update, {m.name}, supervisor}}"
-    return f"{{load_module, {m.name}, soft_purge, soft_purge, []}}"
+        return f"{{update, {atom(m.name)}, supervisor}}"
+    return f"{{load_module, {atom(m.name)}, soft_purge, soft_purge, []}}"
 
 
 def entry_for(prev: AppBuild, new: AppBuild) -> AppupEntry:
@@ -98,14 +107,14 @@ def entry_for(prev: AppBuild, new: AppBuild) -> AppupEntry:
     removed = sorted(set(old) - set(cur))
     changed = sorted(n for n in set(cur) & set(old) if cur[n].md5 != old[n].md5)
     # Added modules load first so changed code can call them; removed ones go last.
-    up = [f"{{add_module, {n}}}" for n in added]
+    up = [f"{{add_module, {atom(n)}}}" for n in added]
     up += [_change_instruction(cur[n]) for n in changed]
-    up += [f"{{delete_module, {n}}}" for n in removed]
+    up += [f"{{delete_module, {atom(n)}}}" for n in removed]
     # Going down, the same changes are made with the newer module's callbacks
     # (code_change({down, _}, ...) runs in the newer code), additions undone.
-    down = [f"{{add_module, {n}}}" for n in removed]
+    down = [f"{{add_module, {atom(n)}}}" for n in removed]
     down += [_change_instruction(cur[n]) for n in changed]
-    down += [f"{{delete_module, {n}}}" for n in added]
+    down += [f"{{delete_module, {atom(n)}}}" for n in added]
     return AppupEntry(prev.vsn, tuple(up), tuple(down))
 
 

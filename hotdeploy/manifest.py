@@ -7,13 +7,14 @@ from datetime import datetime
 from .artifact import ReleaseFacts
 
 
-def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, sha256: str,
+def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, sha256: str, kind: str = "rebar3",
                    size: int, built_at: datetime, otp_release: str | None, git_commit: str | None,
                    appup: list[str], builder_image: str, upgrade_package: dict | None = None,
                    left_out: dict[str, str] | None = None) -> dict:
     return {
         "app": release,
         "version": facts.version,
+        "kind": kind,                      # rebar3 | mix: how it was built (and how systemd starts it)
         "previous": previous,
         "relup": previous is not None,
         "up_from": facts.up_from,          # every version the relup goes up from...
@@ -24,6 +25,7 @@ def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, s
         "built_at": built_at.isoformat(timespec="seconds"),
         "erts": facts.erts,
         "otp_release": otp_release,
+        "elixir": facts.apps.get("elixir"),   # the Elixir the release carries (None: an Erlang one)
         "applications": facts.apps,
         "git_commit": git_commit,
         "appup": appup,

@@ -20,6 +20,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect_docker import DockerHost
 
+from hotdeploy import project as commands
+from hotdeploy.artifact import read_rel
+from hotdeploy.project import Project
 from hotdeploy.report import failing_tests
 
 ERLANG_HELPERS = Path(__file__).parent / "erlang"
@@ -148,30 +151,48 @@ def test_in_container(docker_host: DockerHost, image: BuilderImage, workspace: P
 
 @task(**ENGINE_RETRIES)
 def inspect_modules(docker_host: DockerHost, image: BuilderImage, workspace: Path,
-                    release: str, version: str, previous: list[str]) -> str:
+                    project: Project, version: str, previous: list[str]) -> str:
     """Write VERSION into the app, compile, and report the modules of the new
     build and of each previous release (tasks/erlang/modinfo.escript)."""
-    prev = "".join(f" {p}" for p in previous)
-    run_container(docker_host, image, workspace,
-                  f"escript /hotdeploy/set_version.escript {release} {version}\n"
-                  "rebar3 compile\n"
-                  f"escript /hotdeploy/modinfo.escript {release}{prev} > .hotdeploy-modinfo.tsv",
+    out = ".hotdeploy-modinfo.tsv"
+    run_container(docker_host, image, workspace, commands.compile_and_inspect(project, version, previous, out),
                   "compile")
-    return (workspace / ".hotdeploy-modinfo.tsv").read_text()
+    return (workspace / out).read_text()
 
 
 @task(**ENGINE_RETRIES)
 def build_release(docker_host: DockerHost, image: BuilderImage, workspace: Path,
-                  release: str, version: str, previous: list[str]) -> Path:
-    """rebar3 release, a relup up from and down to every PREVIOUS release
+                  project: Project, version: str, previous: list[str]) -> Path:
+    """The release, a relup up from and down to every PREVIOUS release
     (tasks/erlang/relup.escript: `rebar3 relup` takes one), then the tarball,
     which keeps releases/VERSION/relup."""
-    relup = (f"escript /hotdeploy/relup.escript {release} {version} {' '.join(previous)}\n"
-             if previous else "")
-    run_container(docker_host, image, workspace,
-                  f"rebar3 release -n {release}\n{relup}rebar3 tar -n {release} -v {version}",
-                  "build")
-    tarball = workspace / "_build" / "default" / "rel" / release / f"{release}-{version}.tar.gz"
+    run_container(docker_host, image, workspace, commands.build_release(project, version, previous), "build")
+    rel_dir = workspace / project.rel_dir
+    if project.kind == commands.MIX:
+        return pack_release(rel_dir, project.release, version)
+    tarball = rel_dir / f"{project.release}-{version}.tar.gz"
     if not tarball.is_file():
         raise ContainerFailed(f"build finished but {tarball} is missing")
+    return tarball
+
+
+def pack_release(rel_dir: Path, release: str, version: str) -> Path:
+    """A mix release as release_handler unpacks it (relx's tarball layout):
+    the start script, the ERTS and the lib/ dirs its .rel names, releases/VSN,
+    releases/<rel>-VSN.rel and start_erl.data; member names without "./"
+    (mix's own tarball has them and unpack_release refuses it). Not
+    releases/COOKIE: the cookie is the host's."""
+    rel_file = rel_dir / "releases" / version / f"{release}.rel"
+    if not rel_file.is_file():
+        raise ContainerFailed(f"build finished but {rel_file} is missing")
+    _, erts, apps = read_rel(release, rel_file.read_text())
+    tops = ["bin", f"erts-{erts}", *(f"lib/{a}-{v}" for a, v in sorted(apps.items())),
+            f"releases/{version}", f"releases/{release}-{version}.rel", "releases/start_erl.data"]
+    missing = [t for t in tops if not (rel_dir / t).exists()]
+    if missing:
+        raise ContainerFailed(f"the assembled release lacks {', '.join(missing)}")
+    tarball = rel_dir / f"{release}-{version}.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for top in tops:
+            tar.add(rel_dir / top, arcname=top)
     return tarball

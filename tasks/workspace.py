@@ -16,6 +16,7 @@ from hotdeploy import layout
 from hotdeploy.appup import AppupPlan
 from hotdeploy.artifact import ArtifactError, ReleaseFacts, check_release, read_rel
 from hotdeploy.package import plan_upgrade_package
+from hotdeploy.project import Project, ProjectError, mix_project, rebar3_project
 
 from .store import sha256_file
 
@@ -27,29 +28,36 @@ class AppConfigError(ValueError):
 @dataclass(frozen=True)
 class AppSource:
     path: Path
-    release: str       # relx release name, also the store's folder for it
+    project: Project   # rebar3 or mix, and the release it builds
     dockerfile: Path
+
+    @property
+    def release(self) -> str:   # also the store's folder for it
+        return self.project.release
 
 
 def describe_app(app_dir: str | Path, dockerfile: str | None = None) -> AppSource:
-    """Check APP_DIR is an OTP project with a relx release; name that release."""
+    """Check APP_DIR is a rebar3 project with a relx release or a mix
+    project with a release; name that release."""
     path = Path(app_dir).expanduser().resolve()
     if not path.is_dir():
         raise AppConfigError(f"app directory {path} does not exist")
-    config = path / "rebar.config"
-    if not config.is_file():
-        raise AppConfigError(f"{path} has no rebar.config: hotdeploy builds rebar3 (relx) releases")
-    names = re.findall(r"\{\s*release\s*,\s*\{\s*'?([a-z][A-Za-z0-9_]*)'?\s*,", config.read_text())
-    if not names:
-        raise AppConfigError(
-            f"{config} has no relx release ({{relx, [{{release, {{Name, Vsn}}, Apps}}, ...]}}): "
-            "nothing to build a hot-upgradable release from")
-    if len(set(names)) > 1:
-        raise AppConfigError(f"{config} defines releases {sorted(set(names))}; hotdeploy ships one per app")
+    rebar, mix = path / "rebar.config", path / "mix.exs"
+    try:
+        if rebar.is_file():
+            project = rebar3_project(rebar.read_text(), str(rebar))
+        elif mix.is_file():
+            project = mix_project(mix.read_text(), str(mix))
+        else:
+            raise AppConfigError(f"{path} has neither rebar.config nor mix.exs: hotdeploy builds rebar3 (relx) "
+                                 "and Elixir (mix) releases")
+    except ProjectError as e:
+        raise AppConfigError(str(e)) from None
     docker = Path(dockerfile) if dockerfile else path / "Dockerfile"
     if not docker.is_file():
         raise AppConfigError(f"no builder Dockerfile at {docker}")
-    return AppSource(path, layout.check_app_name(names[0]), docker)
+    layout.check_app_name(project.release)
+    return AppSource(path, project, docker)
 
 
 @task(cache_policy=NO_CACHE)
@@ -61,16 +69,18 @@ def prepare_workspace(app: AppSource) -> Path:
 
 
 @task(cache_policy=NO_CACHE)
-def restore_previous(tarball: Path, expected_sha256: str, workspace: Path, release: str, previous: str) -> Path:
-    """Check the previous release's tarball and unpack it where rebar3 relup
-    looks for it (_build/default/rel/<release>/)."""
+def restore_previous(tarball: Path, expected_sha256: str, workspace: Path, project: Project,
+                     previous: str) -> Path:
+    """Check the previous release's tarball and unpack it where the relup is
+    made (the project's rel dir, _build/default/rel/<release>/ for relx)."""
+    release = project.release
     actual = sha256_file(tarball)
     if actual != expected_sha256:
         raise ArtifactError(
             f"previous release {previous} in the store is corrupt: its tarball has sha256 {actual}, "
             f"its checksum file says {expected_sha256}. Nothing was built; re-publish a good "
             f"{previous} under a new version or repair the object from a backup")
-    target = workspace / "_build" / "default" / "rel" / release
+    target = workspace / project.rel_dir
     target.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(tarball) as tar:
@@ -126,6 +136,26 @@ def verify_artifact(tarball: Path, release: str, version: str, previous: list[st
     return facts, sha256_file(tarball)
 
 
+def check_protocols(workspace: Path, project: Project, version: str, previous: list[str]) -> None:
+    """Refuse a hot upgrade that changes a consolidated Elixir protocol: the
+    code path keeps pointing at releases/PREVIOUS/consolidated, so the new
+    implementations would never load (nothing would say so)."""
+    rel_dir = workspace / project.rel_dir
+    new = rel_dir / "releases" / version / "consolidated"
+    if not new.is_dir():
+        return
+    for prev in previous:
+        old = rel_dir / "releases" / prev / "consolidated"
+        changed = sorted(b.stem for b in new.glob("*.beam")
+                         if not (old / b.name).is_file() or (old / b.name).read_bytes() != b.read_bytes())
+        if changed:
+            raise ArtifactError(
+                f"protocol implementations changed since {prev} ({', '.join(changed)}): consolidated protocols "
+                f"are not hot-loaded (the node keeps releases/{prev}/consolidated in its code path), so the "
+                "upgrade would run old dispatch silently. Nothing was published: keep the implementations "
+                "unchanged for a hot upgrade, or restart the hosts into this release")
+
+
 @dataclass
 class UpgradePackage:
     path: Path
@@ -136,12 +166,13 @@ class UpgradePackage:
 
 
 @task(cache_policy=NO_CACHE)
-def make_upgrade_package(tarball: Path, workspace: Path, release: str, facts: ReleaseFacts,
+def make_upgrade_package(tarball: Path, workspace: Path, project: Project, facts: ReleaseFacts,
                          previous: str) -> UpgradePackage:
     """From the full tarball, the package a host running PREVIOUS needs:
     releases/NEW, bin/<rel>-NEW and the lib/ dirs of the apps that changed
     (hotdeploy/package.py), checked against PREVIOUS's .rel."""
-    prev_rel = workspace / "_build" / "default" / "rel" / release / "releases" / previous / f"{release}.rel"
+    release = project.release
+    prev_rel = workspace / project.rel_dir / "releases" / previous / f"{release}.rel"
     _, prev_erts, prev_apps = read_rel(release, prev_rel.read_text())
     out = tarball.with_name(f"{release}-{facts.version}.upgrade.tar.gz")
     with tarfile.open(tarball) as full:

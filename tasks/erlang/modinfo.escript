@@ -10,12 +10,14 @@
 %%                                              regular expression as re:PATTERN;
 %%                                              <US> is the byte 16#1f)
 %%   otp    new OTPRELEASE
+%% The build is under $HOTDEPLOY_BUILD (default _build/default, relx's); a mix
+%% project names its own applications in $HOTDEPLOY_APPS (comma-separated).
 main([RelName | Rest]) ->
     Own = own_apps(),
     out(["erts", "new", erlang:system_info(version)]),
     out(["otp", "new", erlang:system_info(otp_release)]),
     lists:foreach(fun({App, SrcDir}) ->
-        Ebin = filename:join(["_build", "default", "lib", App, "ebin"]),
+        Ebin = filename:join([build_dir(), "lib", App, "ebin"]),
         AppVsn = app_vsn(filename:join(Ebin, App ++ ".app")),
         out(["app", "new", App, AppVsn, SrcDir]),
         modules("new", App, Ebin),
@@ -28,7 +30,7 @@ main(_) ->
     halt(2).
 
 previous(RelName, Prev, Own) ->
-    Root = filename:join(["_build", "default", "rel", RelName]),
+    Root = filename:join([build_dir(), "rel", RelName]),
     RelFile = filename:join([Root, "releases", Prev, RelName ++ ".rel"]),
     case file:consult(RelFile) of
         {ok, [{release, _, {erts, Erts}, Apps}]} ->
@@ -44,7 +46,17 @@ previous(RelName, Prev, Own) ->
             halt(3)
     end.
 
+build_dir() -> os:getenv("HOTDEPLOY_BUILD", "_build/default").
+
+%% {App, SrcDir}: the appup planner writes an appup to SrcDir/ebin (a mix
+%% app's is its build dir: mix copies ebin/ into the release as it is).
 own_apps() ->
+    case os:getenv("HOTDEPLOY_APPS", "") of
+        "" -> rebar3_apps();
+        Names -> [{A, filename:join([build_dir(), "lib", A])} || A <- string:lexemes(Names, ",")]
+    end.
+
+rebar3_apps() ->
     Top = [{app_name(F), "."} || F <- filelib:wildcard("src/*.app.src")],
     Umbrella = [{app_name(F), filename:dirname(filename:dirname(F))}
                 || F <- filelib:wildcard("apps/*/src/*.app.src")],

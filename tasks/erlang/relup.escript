@@ -1,10 +1,11 @@
 #!/usr/bin/env escript
 %% Usage: relup.escript RELNAME NEWVSN PREVVSN...   (run in the project's root,
-%% after `rebar3 release`, with each PREVVSN unpacked in _build/default/rel/RELNAME)
+%% after the release is assembled, with each PREVVSN unpacked in BUILD/rel/RELNAME;
+%% BUILD is $HOTDEPLOY_BUILD, _build/default (relx's) by default)
 %% Writes releases/NEWVSN/relup going up from and down to every PREVVSN.
 %% `rebar3 relup` takes one previous version only; systools takes several.
 main([RelName, New | Prevs]) when Prevs =/= [] ->
-    Root = filename:join(["_build", "default", "rel", RelName]),
+    Root = filename:join([os:getenv("HOTDEPLOY_BUILD", "_build/default"), "rel", RelName]),
     Rel = fun(V) -> filename:join([Root, "releases", V, RelName]) end,
     %% every app version of every release is under lib/: systools reads
     %% their .app and .appup files from there

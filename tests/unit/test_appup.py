@@ -97,3 +97,10 @@ def test_a_shipped_appup_is_kept_when_its_patterns_cover_every_older_version():
     assert partial.shipped == [] and partial.appups[0].up_from == ["0.9.0", "1.0.0"]
     assert plan_appups(both, new, {"shop": ("1.1.0", ("re:0.9",))}).shipped == []   # must match all of it
     assert plan_appups(both, new, {"shop": ("1.1.0", ("re:(",))}).shipped == []     # not a regex: not a match
+
+
+def test_elixir_module_names_are_quoted_atoms():
+    from hotdeploy.appup import atom
+    assert atom("example_app_web") == "example_app_web"
+    assert atom("Elixir.ExampleEx.Counter") == "'Elixir.ExampleEx.Counter'"
+    assert atom("it's") == "'it\\'s'"

@@ -1,0 +1,54 @@
+"""Project kinds and the builder's commands, as text (no container)."""
+from pathlib import Path
+
+import pytest
+
+from hotdeploy.project import MIX, REBAR3, Project, ProjectError, build_release, compile_and_inspect, mix_project
+
+EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "elixir_app" / "mix.exs").read_text()
+
+
+def test_the_elixir_example_is_a_mix_project_with_one_release():
+    p = mix_project(EXAMPLE, "mix.exs")
+    assert p == Project(MIX, "example_ex", ("example_ex",))
+    assert p.rel_dir == "_build/prod/rel/example_ex" and p.test_command == "mix test" and p.start_command == "start"
+
+
+@pytest.mark.parametrize("text, says", [
+    (EXAMPLE.replace("releases: [", "other: ["), "defines no release"),
+    (EXAMPLE.replace("deps: []", 'deps: [{:jason, "~> 1.4"}]'), "depends on jason: dependencies cannot be fetched"),
+    (EXAMPLE.replace('version: "0.0.0"', "version: @version"), 'no `version: "..."` line'),
+    (EXAMPLE.replace("example_ex: [include", 'a: [], example_ex: [include'), "defines releases ['a', 'example_ex']"),
+])
+def test_a_mix_project_hotdeploy_cannot_build_is_refused_with_what_to_change(text, says):
+    with pytest.raises(ProjectError, match=None) as refused:
+        mix_project(text, "mix.exs")
+    assert says in str(refused.value)
+
+
+def test_deps_in_a_deps_function_are_seen_too():
+    text = EXAMPLE.replace("deps: []", "deps: deps()").replace(
+        "  def application", '  defp deps do\n    [{:plug, "~> 1.0"}]\n  end\n\n  def application')
+    with pytest.raises(ProjectError, match="depends on plug"):
+        mix_project(text, "mix.exs")
+
+
+def test_mix_commands_write_the_version_and_point_the_helpers_at_the_mix_build():
+    p = Project(MIX, "shop", ("shop",))
+    text = compile_and_inspect(p, "2026.1127.101500", ["2026.1126.090000"], ".out")
+    assert "version:[[:space:]]*)\\\"[^\\\"]*\\\"/\\1\\\"2026.1127.101500\\\"/' mix.exs" in text.replace('"', '\\"')
+    assert "MIX_ENV=prod mix compile" in text
+    assert "HOTDEPLOY_BUILD=_build/prod HOTDEPLOY_APPS=shop escript /hotdeploy/modinfo.escript shop 2026.1126.090000" \
+        in text
+    build = build_release(p, "2026.1127.101500", ["2026.1126.090000"])
+    assert build.splitlines()[0] == "MIX_ENV=prod mix release shop --overwrite --quiet"
+    assert "escript /hotdeploy/relup.escript shop 2026.1127.101500 2026.1126.090000" in build
+    assert ("cp _build/prod/rel/shop/releases/2026.1127.101500/shop.rel "
+            "_build/prod/rel/shop/releases/shop-2026.1127.101500.rel") in build
+
+
+def test_rebar3_commands_are_unchanged():
+    p = Project(REBAR3, "shop")
+    assert build_release(p, "1.2.3", []) == "rebar3 release -n shop\nrebar3 tar -n shop -v 1.2.3"
+    assert compile_and_inspect(p, "1.2.3", [], ".out").startswith("escript /hotdeploy/set_version.escript shop 1.2.3\n"
+                                                                  "rebar3 compile\nescript /hotdeploy/modinfo")
