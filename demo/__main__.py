@@ -29,7 +29,9 @@ STATE = Path(os.environ.get("HOTDEPLOY_DEMO_DIR", "/var/lib/hotdeploy-demo"))
 PIDS = STATE / "pids.json"
 PY = sys.executable
 HEARTBEAT_SECONDS = 30   # Prefect's minimum
+EXAMPLES = {"example_app": "example_app", "elixir_app": "example_ex"}   # examples/ dir -> release name
 APP = "example_app"
+SOURCE = "example_app"
 
 
 def say(msg: str) -> None:
@@ -76,7 +78,7 @@ def _commit_version(repo: Path, version: str) -> str:
     for child in repo.iterdir():
         if child.name != ".git":
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    subprocess.run([str(ROOT / "examples" / "checkout-version"), version, str(repo)], check=True)
+    subprocess.run([str(ROOT / "examples" / "checkout-version"), version, str(repo), SOURCE], check=True)
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=demo", "-c", "user.email=demo@localhost", "commit", "-q", "-m", f"example app {version}")
     return _git(repo, "rev-parse", "HEAD")
@@ -189,7 +191,8 @@ def run(keep: bool, moto_url: str | None) -> int:
 
         register_block_types()
         create_store(moto_url)
-        create_environment(moto_url, fleet, "staging")
+        create_environment(moto_url, fleet, "staging", app=APP,
+                           runtime_config=f'[{{{APP}, [{{greeting, "Hello"}}]}}].\n')
         repo = STATE / "app"
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
@@ -200,7 +203,7 @@ def run(keep: bool, moto_url: str | None) -> int:
         provision_host(app=APP, environment="staging", version=v1)
         import contextlib
         with open(STATE / "deployments.log", "w") as quiet, contextlib.redirect_stdout(quiet):
-            names = apply(app_dir=str(repo), crash_after_seconds=3 * HEARTBEAT_SECONDS)
+            names = apply(app_dir=str(repo), app=APP, crash_after_seconds=3 * HEARTBEAT_SECONDS)
         say("deployments: " + ", ".join(names))
         _spawn("worker", [PY, "-m", "prefect", "worker", "start", "--pool", "hotdeploy", "--type", "process"],
                env, pids)
@@ -262,10 +265,15 @@ def main() -> int:
     p.add_argument("command", choices=["run", "down"])
     p.add_argument("--keep", action="store_true", help="leave the server, fleet and worker running")
     p.add_argument("--moto-url", help="use this moto server instead of starting one")
+    p.add_argument("--elixir", action="store_true", help="ship the Elixir example (examples/elixir_app)")
     args = p.parse_args()
     if args.command == "down":
         down()
         return 0
+    global APP, SOURCE
+    if args.elixir:
+        SOURCE = "elixir_app"
+        APP = EXAMPLES[SOURCE]
     return run(args.keep, args.moto_url)
 
 

@@ -39,7 +39,7 @@ def provision_host(app: str, environment: str, version: str = "latest", address:
     manifest = read_manifest(store, app, vsn)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-provision-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
-        release = ReleaseToShip(app, vsn, manifest["sha256"], [], tarball)
+        release = ReleaseToShip(app, vsn, manifest["sha256"], [], tarball, kind=manifest.get("kind", "rebar3"))
         with environment_lock(environment, env.lock_timeout_seconds):
             hosts = [h for h in discover_hosts(env) if address in (None, h.address)]
             if not hosts:

@@ -78,9 +78,31 @@ def unpack_first_release(root: str, tarball: str) -> str:
 def start_daemon(root: str, rel: str, timeout: int) -> str:
     """`bin/<rel> daemon` waits forever when boot fails: bound it. Its output
     goes to a file: sshd holds the session open while any process keeps the
-    channel's pipes."""
-    return (f"timeout {int(timeout)} {script(root, rel)} daemon "
+    channel's pipes. Started in the release root, as systemd starts it: the
+    runtime config is named relative to it."""
+    return (f"cd {q(root)} && timeout {int(timeout)} {script(root, rel)} daemon "
             f"</dev/null >>{q(root)}/log/daemon.log 2>&1")
+
+
+def cookie_for_start_script(root: str) -> str:
+    """The host's cookie as releases/COOKIE, which a mix start script passes
+    to the node (relx's script leaves it to ~/.erlang.cookie)."""
+    return f"install -m 0400 ~/.erlang.cookie {q(root)}/releases/COOKIE"
+
+
+def on_fresh_vm(root: str) -> str:
+    """Evaluate the program on stdin in a VM of the release's own ERTS booted
+    for it (before the node's first start: no node to ask yet), and print
+    its value as erl_call does. sasl's path is added: release_handler is there."""
+    reader = ('Rd = fun Rd(A) -> case io:get_line("") of eof -> unicode:characters_to_list(A); L -> Rd([A, L]) end end, '
+              'try {ok, T, _} = erl_scan:string(Rd([])), {ok, E} = erl_parse:parse_exprs(T), '
+              '{value, V, _} = erl_eval:exprs(E, []), io:put_chars(["{ok, \\"", V, "\\"}\\n"]), halt(0) '
+              'catch C:R -> io:format(standard_error, "~0p~n", [{C, R}]), halt(1) end.')
+    return (f"cd {q(root)} && {{ read -r erts vsn || true; }} < releases/start_erl.data && "
+            # mix's boot files name their libraries $RELEASE_LIB; no crash dump on a failure
+            "ERL_CRASH_DUMP_SECONDS=0 exec erts-$erts/bin/erl -noshell -boot releases/$vsn/start_clean "
+            '-boot_var RELEASE_LIB "$PWD/lib" -pa lib/sasl-*/ebin '
+            f"-eval {q(reader)}")
 
 
 def ensure_cookie() -> str:
@@ -103,7 +125,7 @@ def append_log(root: str, line: str) -> str:
     return f"printf '%s\\n' {q(line)} >> {q(root)}/hotdeploy.log"
 
 
-def systemd_unit(root: str, rel: str, user: str) -> str:
+def systemd_unit(root: str, rel: str, user: str, start: str = "foreground") -> str:
     """The seed's Upstart job, as a systemd unit."""
     return (
         "[Unit]\n"
@@ -112,7 +134,7 @@ def systemd_unit(root: str, rel: str, user: str) -> str:
         "[Service]\n"
         f"User={user}\n"
         f"WorkingDirectory={root}\n"
-        f"ExecStart={root}/bin/{rel} foreground\n"
+        f"ExecStart={root}/bin/{rel} {start}\n"
         f"ExecStop={root}/bin/{rel} stop\n"
         "Restart=on-failure\nRestartSec=5\n"
         "# hot upgrades replace code in the running node: never restart on reload\n"

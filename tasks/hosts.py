@@ -25,6 +25,7 @@ from hotdeploy import commands as cmd
 from hotdeploy.agent import Atom, NodeUnreachable, ProgramFailed
 from hotdeploy.hostplan import (PER_HOST, Action, HostReleases, NodeDown, decide_upgrade, disk_shortfall,
                                 from_inspect, rollback_target, use_upgrade_package)
+from hotdeploy.project import Project
 
 from .remote import CommandTimeout, Connection, Host, RemoteError
 from .store import Package
@@ -41,6 +42,7 @@ class ReleaseToShip:
     unpacked_bytes: int = 0                              # room the tarball needs on a host (tarball + contents)
     package: Package | None = None                       # the upgrade package, for hosts on package.upgrade_from
     ran_before: dict[str, str] | None = None             # per-host rollback: host -> version it ran before (record)
+    kind: str = "rebar3"                                 # rebar3 | mix: the start script's commands differ
 
 
 @dataclass
@@ -312,8 +314,14 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
         # The node is not up yet, so the config is checked by the first boot (and the gate).
         conn.put_text(env.runtime_config.get_secret_value(), f"{root}/runtime.config")
         conn.check(cmd.ensure_cookie(), what="create the Erlang cookie")
+        conn.check(cmd.cookie_for_start_script(root), what="give the start script the host's cookie")
+        answer = _timed(outcome, "first boot", _prepare_first_boot, conn, env, app, vsn)
+        log.info("%s: before the first boot: RELEASES %s, sys.config %s", host,
+                 "made" if answer.get("releases_made") else "there already",
+                 "with the runtime config" if answer.get("sys_config_made") else "names it (relx)")
         unit_path = f"{root}/{app}.service"
-        conn.put_text(cmd.systemd_unit(root, app, env.ssh_user), unit_path, mode=0o644)
+        start = Project(release.kind, app).start_command
+        conn.put_text(cmd.systemd_unit(root, app, env.ssh_user, start), unit_path, mode=0o644)
         if conn.run(cmd.systemd_present()).exit_code == 0:
             conn.check(cmd.enable_unit(unit_path, f"{app}.service"), what="enable the systemd unit")
         else:
@@ -332,6 +340,21 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
         raise HostFailed(outcome) from None
     finally:
         conn.close()
+
+
+def _prepare_first_boot(conn: Connection, env: DeployEnvironment, app: str, vsn: str) -> dict:
+    """The node program's first_boot op, in a VM booted for it (the node is
+    not up yet): RELEASES, and a mix release's sys.config."""
+    result = conn.run(cmd.on_fresh_vm(env.release_root), timeout=60,
+                      stdin=agent.program(_params(env, app, "first_boot", vsn=vsn)))
+    try:
+        answer = agent.parse_answer(result.stdout)
+    except (NodeUnreachable, ProgramFailed):
+        raise RemoteError(f"{conn.host}: preparing the first boot failed (exit {result.exit_code}): "
+                          f"{(result.stderr or result.stdout).strip()[-300:]}") from None
+    if answer.get("result") != "done":
+        raise RemoteError(f"{conn.host}: preparing the first boot failed: {answer.get('detail')}")
+    return answer
 
 
 def _gate_after_start(conn: Connection, env: DeployEnvironment, app: str, vsn: str) -> dict:

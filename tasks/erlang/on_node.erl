@@ -14,6 +14,8 @@
 %%            permanent (release_handler + start script), or, when install or
 %%            gate fail, back to the previous release, gated too.
 %%   gate     the gate alone (after a first start).
+%%   first_boot  before a first start, in a VM of its own (commands.on_fresh_vm):
+%%            RELEASES, and a mix release's sys.config.
 %%
 %% Written for erl_eval: no records, no local functions, only funs bound to
 %% variables; every name ends in _ so nothing clashes with P.
@@ -395,9 +397,76 @@ Unpack_ = fun(Package, Vsn) ->
                   Missing -> Failf_("unpacked ~s is missing ~s", [Vsn, lists:join(", ", Missing)])
               end end,
 
+%% The environment's runtime.config over a config, as the kernel reads a
+%% config file that names another: per application, key by key.
+MergeConfig_ = fun(Base, Over) ->
+                   lists:foldl(fun({App, Kvs}, Acc) when is_atom(App), is_list(Kvs) ->
+                                       Old = proplists:get_value(App, Acc, []),
+                                       New = lists:foldl(fun({K, V}, A) -> lists:keystore(K, 1, A, {K, V});
+                                                            (_, A) -> A end, Old, Kvs),
+                                       lists:keystore(App, 1, Acc, {App, New});
+                                  (_, Acc) -> Acc end, Base, Over) end,
+%% A mix release's sys.config holds the build's config only (relx's names
+%% runtime.config itself). Before release_handler reads it to set the new
+%% application env, and before a first boot, rebuild it as the release's own
+%% boot would: the build's config (kept as sys.config.build), the
+%% environment's runtime.config, then (in a running node: a boot does that
+%% itself) config/runtime.exs evaluated here; otherwise an install drops
+%% every value those set. The header line stays, so a boot evaluates
+%% runtime.exs again. False for a relx release (nothing to do).
+MixSysConfig_ = fun(Vsn, WithExs) ->
+    Dir = filename:join([Root_, "releases", Vsn]),
+    Sys = filename:join(Dir, "sys.config"),
+    Build = Sys ++ ".build",
+    Text = case file:read_file(case filelib:is_regular(Build) of true -> Build; false -> Sys end) of
+               {ok, T} -> T;
+               _ -> <<>>
+           end,
+    %% mix writes its start script's switch in the leading comment lines
+    {Comments, _} = lists:splitwith(fun(L) -> binary:match(L, <<"%%">>) =:= {0, 2} end,
+                                    binary:split(Text, <<"\n">>, [global])),
+    case lists:any(fun(L) -> binary:match(L, <<"RUNTIME_CONFIG=">>) =/= nomatch end, Comments) of
+        true ->
+            filelib:is_regular(Build) orelse (ok = file:write_file(Build, Text)),
+            Header = lists:join(<<"\n">>, Comments),
+            {ok, [Base]} = file:consult(Build),
+            Env = case file:consult(ConfigFile_) of {ok, [L]} when is_list(L) -> L; _ -> [] end,
+            Exs = filename:join(Dir, "runtime.exs"),
+            Merged = case WithExs andalso filelib:is_regular(Exs) of
+                         true ->
+                             Runtime = try 'Elixir.Config.Reader':'read!'(list_to_binary(Exs), [{env, prod}, {target, host}])
+                                       catch C:E -> %% the exception's kind only: its message may quote secrets
+                                           Kind = case E of #{'__struct__' := S} -> S; _ when is_tuple(E) -> element(1, E); _ -> E end,
+                                           Failf_("config/runtime.exs of ~s failed in the node (~s ~s): nothing installed",
+                                                  [Vsn, C, Short_(Kind)])
+                                       end,
+                             'Elixir.Config.Reader':merge(MergeConfig_(Base, Env), Runtime);
+                         false -> MergeConfig_(Base, Env)
+                     end,
+            ok = file:write_file(Sys ++ ".tmp", [Header, "\n", io_lib:format("~tp.~n", [Merged])]),
+            ok = file:rename(Sys ++ ".tmp", Sys),
+            true;
+        false -> false
+    end end,
+%% Before a release's first start, in a VM of its own (the node is not up):
+%% release_handler's RELEASES (relx's build writes it, mix's does not, and a
+%% node without it fails half-way through a downgrade), then a mix
+%% release's sys.config with the environment's runtime.config.
+FirstBoot_ = fun() ->
+    Vsn = maps:get(vsn, P),
+    Releases = filename:join([Root_, "releases", "RELEASES"]),
+    Made = case filelib:is_regular(Releases) of
+               true -> false;
+               false -> ok = release_handler:create_RELEASES(Root_, filename:join(Root_, "releases"),
+                                                             filename:join([Root_, "releases", Vsn, Rel_ ++ ".rel"]), []),
+                        true
+           end,
+    #{result => done, releases_made => Made, sys_config_made => MixSysConfig_(Vsn, false)} end,
+
 %% install_release in a process of its own, bounded: release_handler says
 %% {error, _} for a relup it cannot apply and nothing changes.
 Install_ = fun(Vsn) ->
+               Timed_(sys_config, fun() -> MixSysConfig_(Vsn, true) end),
                case release_handler:check_install_release(Vsn) of
                    {ok, _, _} -> ok;
                    {error, CE} -> Failf_("check_install_release(~s): ~0p", [Vsn, CE])
@@ -510,8 +579,9 @@ Booted_ = fun() ->
                          end end,
               Wait() end,
 Result_ = try
-              Booted_(),
+              maps:get(op, P) =:= first_boot orelse Booted_(),
               case maps:get(op, P) of
+                  first_boot -> FirstBoot_();
                   inspect -> Inspect_();
                   upgrade -> Upgrade_();
                   gate -> WatchLogs_(),

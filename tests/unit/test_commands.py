@@ -31,9 +31,20 @@ def test_paths_with_spaces_and_quotes_are_quoted():
 
 def test_daemon_is_bounded_and_detached_from_the_session():
     assert cmd.start_daemon("/srv/app", "shop", 60) == \
-        "timeout 60 /srv/app/bin/shop daemon </dev/null >>/srv/app/log/daemon.log 2>&1"
+        "cd /srv/app && timeout 60 /srv/app/bin/shop daemon </dev/null >>/srv/app/log/daemon.log 2>&1"
 
 
 def test_unit():
     unit = cmd.systemd_unit("/srv/app", "shop", "deploy")
     assert "ExecStart=/srv/app/bin/shop foreground" in unit and "User=deploy" in unit
+    assert "ExecStart=/srv/app/bin/shop start\n" in cmd.systemd_unit("/srv/app", "shop", "deploy", "start")
+
+
+def test_a_fresh_vm_runs_the_release_own_erts_and_prints_like_erl_call():
+    line = cmd.on_fresh_vm("/srv/my app")
+    assert line.startswith("cd '/srv/my app' && { read -r erts vsn || true; } < releases/start_erl.data && "
+                           "ERL_CRASH_DUMP_SECONDS=0 exec erts-$erts/bin/erl -noshell -boot releases/$vsn/start_clean "
+                           '-boot_var RELEASE_LIB "$PWD/lib" -pa lib/sasl-*/ebin ')
+    assert "-noinput" not in line, "the program comes on stdin"
+    assert "halt(1)" in line, "a program that raises ends the VM (or the SSH command would hang)"
+    assert cmd.cookie_for_start_script("/srv/app") == "install -m 0400 ~/.erlang.cookie /srv/app/releases/COOKIE"
