@@ -60,18 +60,22 @@ def start_services(work: Path) -> tuple[subprocess.Popen, str, object, str]:
     return server, api, moto, f"http://{host}:{mport}"
 
 
-def checkout(version: str, work: Path) -> Path:
+ELIXIR_APP = "example_ex"
+
+
+def checkout(version: str, work: Path, source: str = "example_app") -> Path:
     dest = Path(tempfile.mkdtemp(prefix=f"{version}-", dir=work))
-    subprocess.run([str(ROOT / "examples" / "checkout-version"), version, str(dest)], check=True)
+    subprocess.run([str(ROOT / "examples" / "checkout-version"), version, str(dest), source], check=True)
     return dest
 
 
 class Fleet:
     """A local fleet registered in moto, with its environment block."""
 
-    def __init__(self, name: str, size: int, first: int, moto_url: str):
+    def __init__(self, name: str, size: int, first: int, moto_url: str, app: str = APP):
         from localfleet.fleet import Fleet as NsFleet
         self.ns = NsFleet(name, size, first=first)
+        self.app = app
         try:
             self._start(name, moto_url)
         except BaseException:
@@ -96,7 +100,8 @@ class Fleet:
         self.known_hosts.write_text(self.ns.known_hosts())
         create_environment(moto_url, {"environment": name, "security_group_id": self.group,
                                       "deployer_key": str(self.ns.deployer_key),
-                                      "known_hosts": self.ns.known_hosts()}, name, max_parallel=32,
+                                      "known_hosts": self.ns.known_hosts()}, name, app=self.app,
+                           runtime_config=f'[{{{self.app}, [{{greeting, "Hello"}}]}}].\n', max_parallel=32,
                            health_soak_seconds=1.0, canary=0, wave_size="100%")  # all at once, as xargs -P
 
     @property
@@ -178,13 +183,13 @@ def pct(xs: list[float], p: float) -> float:
 SOAK_S = 1.0   # health_soak_seconds of the benchmark environments (the gate's soak is on)
 
 
-def fresh_fleet(name: str, n: int, first: int, moto_url: str, store: str, v1: str) -> Fleet:
+def fresh_fleet(name: str, n: int, first: int, moto_url: str, store: str, v1: str, app: str = APP) -> Fleet:
     """A new fleet of N hosts, each provisioned with V1 and nothing else: the
     same starting state for every contender."""
     from flows.provision import provision_host
-    fleet = Fleet(name, n, first, moto_url)
+    fleet = Fleet(name, n, first, moto_url, app)
     try:
-        provision_host(app=APP, environment=fleet.name, version=v1, store_block=store)
+        provision_host(app=app, environment=fleet.name, version=v1, store_block=store)
     except BaseException:
         fleet.stop()
         raise
@@ -195,28 +200,13 @@ def bench_pipeline(moto_url: str, work: Path, store: str) -> dict:
     """ship v2 over hosts on v1, ours vs the seed-style script, each from a
     store holding only v1 and a fresh 3-host fleet on v1."""
     from flows.release import release
-    from flows.ship import ship
     from blocks.local import create_store
     log("pipeline: 3 hosts on v1, ship v2: ours, then the baseline script, each from the same state")
     v1 = release(app_dir=str(checkout("v1", work)), store_block=store)
     base_store = store + "-baseline"
     create_store(moto_url, bucket=base_store, name=base_store)
     _copy_version(moto_url, store, base_store, v1["version"])
-    fleet = fresh_fleet("bpipe", 3, 200, moto_url, store, v1["version"])
-    try:
-        start = time.monotonic()
-        shipped = ship(app_dir=str(checkout("v2", work)), environment=fleet.name, store_block=store)
-        ship_total = time.monotonic() - start
-    finally:
-        fleet.stop()
-    rel, rows = shipped["release"], shipped["deploy"]
-    per_host = max(sum(r["seconds"].values()) for r in rows)
-    deploy_total = ship_total - sum(rel["timings"].values())
-    ours = {"builder image": rel["timings"]["builder image"], "test": rel["timings"]["test"],
-            "fetch previous": rel["timings"]["fetch previous"] + rel["timings"]["store"],
-            "build with relup": rel["timings"]["build with relup"], "verify": rel["timings"]["verify"],
-            "publish": rel["timings"]["publish"], "per-host upgrade (max)": per_host,
-            "ingress, discovery, revoke, overhead": deploy_total - per_host, "total": ship_total}
+    rel, ours = ship_timed("bpipe", 200, moto_url, work, store, v1["version"], "example_app")
     fleet = fresh_fleet("bpipb", 3, 203, moto_url, store, v1["version"])
     try:
         from prefect_aws import S3Bucket
@@ -236,8 +226,39 @@ def bench_pipeline(moto_url: str, work: Path, store: str) -> dict:
                 "build with relup": b["build"], "verify": b["verify"], "publish": b["publish"],
                 "per-host upgrade (max)": b["upgrade"],
                 "ingress, discovery, revoke, overhead": b["authorize"] + b["revoke"], "total": base_total}
+    # The same ship of the Elixir example (its own store, fresh fleet on its
+    # v1, its builder image warmed by that v1): what a mix project costs.
+    log("pipeline: the same for the Elixir example (examples/elixir_app)")
+    ex_store = store + "-elixir"
+    create_store(moto_url, bucket=ex_store, name=ex_store)
+    ex_v1 = release(app_dir=str(checkout("v1", work, "elixir_app")), store_block=ex_store)
+    _, ours_elixir = ship_timed("bpipx", 206, moto_url, work, ex_store, ex_v1["version"], "elixir_app")
     return {"hosts": 3, "pair": "v1 -> v2 (same sources)", "ours": {k: round(v, 3) for k, v in ours.items()},
-            "baseline": {k: round(v, 3) for k, v in baseline.items()}}
+            "baseline": {k: round(v, 3) for k, v in baseline.items()},
+            "ours_elixir": {k: round(v, 3) for k, v in ours_elixir.items()}}
+
+
+def ship_timed(name: str, first: int, moto_url: str, work: Path, store: str, v1: str,
+               source: str) -> tuple[dict, dict]:
+    """`ship` of SOURCE's v2 to a fresh 3-host fleet on V1, timed whole; the
+    release summary and the time of each step."""
+    from flows.ship import ship
+    app = APP if source == "example_app" else ELIXIR_APP
+    fleet = fresh_fleet(name, 3, first, moto_url, store, v1, app)
+    try:
+        start = time.monotonic()
+        shipped = ship(app_dir=str(checkout("v2", work, source)), environment=fleet.name, store_block=store)
+        ship_total = time.monotonic() - start
+    finally:
+        fleet.stop()
+    rel, rows = shipped["release"], shipped["deploy"]
+    per_host = max(sum(r["seconds"].values()) for r in rows)
+    deploy_total = ship_total - sum(rel["timings"].values())
+    return rel, {"builder image": rel["timings"]["builder image"], "test": rel["timings"]["test"],
+                 "fetch previous": rel["timings"]["fetch previous"] + rel["timings"]["store"],
+                 "build with relup": rel["timings"]["build with relup"], "verify": rel["timings"]["verify"],
+                 "publish": rel["timings"]["publish"], "per-host upgrade (max)": per_host,
+                 "ingress, discovery, revoke, overhead": deploy_total - per_host, "total": ship_total}
 
 
 def _copy_version(moto_url: str, src_block: str, dest_block: str, vsn: str) -> None:
@@ -383,11 +404,15 @@ def write_outputs(results: dict, out: Path) -> None:
     lines = [f"Measured {results['when']} on {results['machine']}, commit {results.get('commit')}.", ""]
     if results.get("pipeline"):
         p = results["pipeline"]
+        ex = p.get("ours_elixir") or {}
         lines += ["### Pipeline (ship, 3 hosts, warm builder image)", "",
-                  "| step | ours (s) | baseline script (s) | ours / baseline |", "|---|---|---|---|"]
+                  "| step | ours (s) | baseline script (s) | ours / baseline | ours, Elixir example (s) |",
+                  "|---|---|---|---|---|"]
         for k in p["ours"]:
             o, b = p["ours"][k], p["baseline"][k]
-            lines.append(f"| {k} | {o:.2f} | {b:.2f} | {o / b:.2f} |" if b else f"| {k} | {o:.2f} | {b:.2f} | - |")
+            e = f"{ex[k]:.2f}" if k in ex else "-"
+            lines.append(f"| {k} | {o:.2f} | {b:.2f} | {o / b:.2f} | {e} |" if b else
+                         f"| {k} | {o:.2f} | {b:.2f} | - | {e} |")
         lines.append("")
     lines += ["### Against the targets", "", "| figure | measured | target | met |", "|---|---|---|---|"]
     for t in results["targets"]:

@@ -19,7 +19,8 @@ def test_benchmark_runs_and_reports_each_figure_beside_its_baseline(docker_engin
                         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert set(results["pipeline"]["ours"]) == set(results["pipeline"]["baseline"])
+    assert set(results["pipeline"]["ours"]) == set(results["pipeline"]["baseline"]) == \
+        set(results["pipeline"]["ours_elixir"])
     [one] = results["scaling"]
     for key in ("ours_s", "sequential_ssh_s", "xargs_parallel_s", "deployer_peak_rss_mb", "prefect_server_rss_mb",
                 "host_cpu_s_per_host", "xargs_parallel_host_cpu_s_per_host"):
