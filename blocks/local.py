@@ -69,10 +69,18 @@ def main() -> None:
     p.add_argument("--moto-url", required=True)
     p.add_argument("--fleet", required=True, help="the state file of `python -m localfleet serve`")
     p.add_argument("--environment", default="staging", help="block name for the fleet's environment")
+    p.add_argument("--app", default="example_app", help="the release name (the release root is /srv/APP)")
+    p.add_argument("--release-root", help="where the release lives on the hosts (default /srv/APP)")
+    p.add_argument("--runtime-config", type=Path,
+                   help="a file of Erlang terms written beside the release as runtime.config "
+                        "(default: a greeting for APP)")
     args = p.parse_args()
     register_block_types()
     create_store(args.moto_url)
-    create_environment(args.moto_url, json.loads(Path(args.fleet).read_text()), args.environment)
+    overrides = {"release_root": args.release_root} if args.release_root else {}
+    create_environment(args.moto_url, json.loads(Path(args.fleet).read_text()), args.environment, app=args.app,
+                       runtime_config=(args.runtime_config.read_text() if args.runtime_config else
+                                       f'[{{{args.app}, [{{greeting, "Hello"}}]}}].\n'), **overrides)
     print(f"blocks: s3-bucket/{DEFAULT_STORE_BLOCK}, hotdeploy-environment/{args.environment}")
 
 

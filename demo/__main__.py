@@ -46,8 +46,14 @@ def _spawn(name: str, args: list[str], env: dict, pids: dict) -> subprocess.Pope
     return proc
 
 
-def down() -> None:
-    """Stop what `run --keep` left running (in reverse order of start)."""
+PREFECT_HOME = STATE / "prefect"
+KEPT = STATE / "kept"          # the last demo ran with --keep: its Prefect database is the user's now
+
+
+def down(wipe: bool = False) -> None:
+    """Stop what `run --keep` left running (in reverse order of start);
+    WIPE: remove its Prefect database too (the next demo starts empty anyway
+    unless the last one was kept)."""
     pids = json.loads(PIDS.read_text()) if PIDS.exists() else {}
     for name in reversed(list(pids)):
         try:
@@ -67,6 +73,12 @@ def down() -> None:
                 pass
         say(f"stopped {name}")
     PIDS.unlink(missing_ok=True)
+    if wipe:
+        shutil.rmtree(PREFECT_HOME, ignore_errors=True)
+        KEPT.unlink(missing_ok=True)
+        say(f"removed the demo's Prefect database ({PREFECT_HOME})")
+    elif KEPT.exists():
+        say("the Prefect database is kept for the next demo; remove it with: bash scripts/demo.sh down --wipe")
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -157,7 +169,11 @@ def run(keep: bool, moto_url: str | None) -> int:
         else:
             port = 4200 if not answers("http://127.0.0.1:4200/api/health") else free_port()
             api = f"http://127.0.0.1:{port}/api"
-            env.update(PREFECT_HOME=str(STATE / "prefect"), PREFECT_API_URL=api)
+            # A fresh database per demo (old runs and overdue schedules would fire
+            # at start), unless the last demo was kept: then its runs are the user's.
+            if not KEPT.exists():
+                shutil.rmtree(PREFECT_HOME, ignore_errors=True)
+            env.update(PREFECT_HOME=str(PREFECT_HOME), PREFECT_API_URL=api)
             proc = _spawn("prefect-server", prefect_server_cmd(port), env, pids)
             wait_for(api + "/health", "prefect server", proc=proc)
             say(f"Prefect UI: http://127.0.0.1:{port}")
@@ -241,8 +257,10 @@ def run(keep: bool, moto_url: str | None) -> int:
         return 0 if ok else 1
     finally:
         if keep:
+            KEPT.touch()
             say(f"left running (Prefect UI at {api.removesuffix('/api')}); stop with: bash scripts/demo.sh down")
         else:
+            KEPT.unlink(missing_ok=True)   # the next demo starts from an empty database
             down()
 
 
@@ -266,9 +284,10 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="leave the server, fleet and worker running")
     p.add_argument("--moto-url", help="use this moto server instead of starting one")
     p.add_argument("--elixir", action="store_true", help="ship the Elixir example (examples/elixir_app)")
+    p.add_argument("--wipe", action="store_true", help="down: also remove the demo's Prefect database")
     args = p.parse_args()
     if args.command == "down":
-        down()
+        down(args.wipe)
         return 0
     global APP, SOURCE
     if args.elixir:

@@ -425,7 +425,7 @@ MixSysConfig_ = fun(Vsn, WithExs) ->
     %% mix writes its start script's switch in the leading comment lines
     {Comments, _} = lists:splitwith(fun(L) -> binary:match(L, <<"%%">>) =:= {0, 2} end,
                                     binary:split(Text, <<"\n">>, [global])),
-    case lists:any(fun(L) -> binary:match(L, <<"RUNTIME_CONFIG=">>) =/= nomatch end, Comments) of
+    case lists:any(fun(L) -> binary:match(L, <<"%% RUNTIME_CONFIG=">>) =:= {0, 18} end, Comments) of
         true ->
             filelib:is_regular(Build) orelse (ok = file:write_file(Build, Text)),
             Header = lists:join(<<"\n">>, Comments),
