@@ -147,3 +147,11 @@ def build_release(project: Project, version: str, previous: list[str]) -> str:
             # hotdeploy drives the node with erl_call; the release's ERTS keeps one
             f"test -x {d}/erts-*/bin/erl_call || cp \"$(dirname \"$(command -v erl)\")\"/../lib/erlang/"
             f"erts-*/bin/erl_call {d}/erts-*/bin/")
+
+
+def vm_args_node_name(vm_args: str) -> str | None:
+    """The node name a release's vm.args gives (`-name N` or `-sname N`), which
+    hotdeploy reaches with erl_call; None when it gives none (a mix release
+    left to its start script's own --sname)."""
+    m = re.search(r"^-s?name[ \t]+(\S+)", vm_args, re.MULTILINE)
+    return m.group(1) if m else None

@@ -22,7 +22,7 @@ from prefect_docker import DockerHost
 
 from hotdeploy import project as commands
 from hotdeploy.artifact import read_rel
-from hotdeploy.project import Project
+from hotdeploy.project import Project, vm_args_node_name
 from hotdeploy.report import failing_tests
 
 ERLANG_HELPERS = Path(__file__).parent / "erlang"
@@ -186,6 +186,12 @@ def pack_release(rel_dir: Path, release: str, version: str) -> Path:
     if not rel_file.is_file():
         raise ContainerFailed(f"build finished but {rel_file} is missing")
     _, erts, apps = read_rel(release, rel_file.read_text())
+    vm_args = rel_dir / "releases" / version / "vm.args"
+    if not vm_args_node_name(vm_args.read_text() if vm_args.is_file() else ""):
+        raise ContainerFailed(
+            "the release's vm.args names no node: hotdeploy reaches the node with erl_call under the name in "
+            "vm.args. Add rel/vm.args.eex with `-name my_app@127.0.0.1` and rel/env.sh.eex exporting "
+            "RELEASE_DISTRIBUTION=none (README: Elixir apps)")
     tops = ["bin", f"erts-{erts}", *(f"lib/{a}-{v}" for a, v in sorted(apps.items())),
             f"releases/{version}", f"releases/{release}-{version}.rel", "releases/start_erl.data"]
     missing = [t for t in tops if not (rel_dir / t).exists()]

@@ -137,6 +137,20 @@ def test_an_elixir_project_with_hex_dependencies_is_refused_before_anything_runs
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
 
+def test_an_elixir_release_whose_node_has_no_name_in_vm_args_is_refused(make_store, tmp_path_factory):
+    """mix's default: the start script passes its own --sname, which hotdeploy
+    cannot reach the node by; refused at the build, with what to add."""
+    from flows.release import release
+    from tasks.container import ContainerFailed
+    src = checkout(tmp_path_factory, "v1")
+    (src / "rel" / "vm.args.eex").unlink()
+    (src / "rel" / "env.sh.eex").unlink()
+    block, client, bucket = make_store()
+    with pytest.raises(ContainerFailed, match=r"vm.args names no node.*rel/vm.args.eex"):
+        release(app_dir=str(src), store_block=block)
+    assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
 def test_a_changed_protocol_implementation_is_refused_and_nothing_is_published(elixir_releases,
                                                                                tmp_path_factory):
     """Last in this module: it releases into the shared store (and must add nothing to it)."""

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from hotdeploy.project import MIX, REBAR3, Project, ProjectError, build_release, compile_and_inspect, mix_project
+from hotdeploy.project import (MIX, REBAR3, Project, ProjectError, build_release, compile_and_inspect, mix_project,
+                               vm_args_node_name)
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "elixir_app" / "mix.exs").read_text()
 
@@ -52,3 +53,11 @@ def test_rebar3_commands_are_unchanged():
     assert build_release(p, "1.2.3", []) == "rebar3 release -n shop\nrebar3 tar -n shop -v 1.2.3"
     assert compile_and_inspect(p, "1.2.3", [], ".out").startswith("escript /hotdeploy/set_version.escript shop 1.2.3\n"
                                                                   "rebar3 compile\nescript /hotdeploy/modinfo")
+
+
+def test_the_node_name_comes_from_vm_args_or_the_release_is_refused():
+    example = (Path(__file__).resolve().parents[2] / "examples" / "elixir_app" / "rel" / "vm.args.eex").read_text()
+    assert vm_args_node_name(example) == "example_ex@127.0.0.1"
+    assert vm_args_node_name("-sname shop\n+K true\n") == "shop"
+    # mix's default template: the start script passes --sname itself
+    assert vm_args_node_name("## +K true\n## -name would go here\n+A 30\n") is None
