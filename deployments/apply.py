@@ -39,11 +39,17 @@ async def ensure_pool(name: str) -> None:
 def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store_block: str = "hotdeploy-store",
           rehearsal_cron: str = "0 4 * * *", sweep_cron: str = "*/15 * * * *",
           environments: tuple[str, ...] = ("staging", "rehearsal", "production"),
-          crash_after_seconds: int | None = None) -> list[str]:
+          crash_after_seconds: int | None = None, code_repo: str | None = None, code_branch: str | None = None,
+          code_credentials_block: str | None = None) -> list[str]:
     """CRASH_AFTER_SECONDS: a run silent that long (no heartbeat, no final
     state) is marked Crashed; default 3 heartbeats of this process's
-    PREFECT_FLOWS_HEARTBEAT_FREQUENCY (set the same on the workers)."""
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY (set the same on the workers).
+    CODE_REPO: the git URL workers pull this project's flow code from (at
+    CODE_BRANCH; a private one with the access token in the Secret block
+    CODE_CREDENTIALS_BLOCK); empty: this checkout's path, for workers on
+    this machine."""
     from prefect import Flow
+    from prefect.runner.storage import GitRepository
 
     from tasks.lock import ensure_lock
 
@@ -54,8 +60,17 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
     for environment in environments:   # the deploy locks exist before any run needs one
         ensure_lock(environment)
 
+    if code_repo:
+        credentials = None
+        if code_credentials_block:
+            from prefect.blocks.system import Secret
+            credentials = {"access_token": Secret.load(code_credentials_block)}
+        source = GitRepository(url=code_repo, branch=code_branch, credentials=credentials)
+    else:
+        source = str(ROOT)
+
     def deploy(entrypoint: str, name: str, parameters: dict, description: str, cron: str | None = None) -> str:
-        flow = Flow.from_source(source=str(ROOT), entrypoint=entrypoint)
+        flow = Flow.from_source(source=source, entrypoint=entrypoint)
         # One run of a deployment at a time, the others queued: the UI shows
         # them AwaitingConcurrencySlot instead of Running while they wait for
         # the environment's lock.
@@ -93,7 +108,8 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m deployments.apply")
-    p.add_argument("--app-dir", required=True, help="the app's git checkout on the worker machines")
+    p.add_argument("--app-dir", required=True,
+                   help="the app's git URL (each worker clones it), or its git checkout on the worker machines")
     p.add_argument("--app", default="example_app")
     p.add_argument("--pool", default="hotdeploy")
     p.add_argument("--store-block", default="hotdeploy-store")
@@ -102,9 +118,14 @@ def main() -> None:
     p.add_argument("--crash-after-seconds", type=int, default=None,
                    help="mark a run Crashed after this long without a heartbeat "
                         "(default: 3 x PREFECT_FLOWS_HEARTBEAT_FREQUENCY)")
+    p.add_argument("--code-repo", help="git URL the workers pull hotdeploy's flow code from (default: this "
+                                       "checkout's path, for workers on this machine)")
+    p.add_argument("--code-branch", help="branch of --code-repo (default: its default branch)")
+    p.add_argument("--code-credentials-block", help="a Secret block holding the access token of a private --code-repo")
     args = p.parse_args()
     for name in apply(args.app_dir, args.app, args.pool, args.store_block, args.rehearsal_cron, args.sweep_cron,
-                      crash_after_seconds=args.crash_after_seconds):
+                      crash_after_seconds=args.crash_after_seconds, code_repo=args.code_repo,
+                      code_branch=args.code_branch, code_credentials_block=args.code_credentials_block):
         print(f"deployment {name}")
     print(f"start a worker: prefect worker start --pool {args.pool} --type process")
 

@@ -13,7 +13,7 @@ from prefect.states import Completed
 from blocks import DEFAULT_STORE_BLOCK
 from hotdeploy import params
 from hotdeploy.report import ship_summary_markdown
-from tasks.workspace import export_git_ref, remove_workspace
+from tasks.workspace import clone_app, export_git_ref, is_git_url, remove_workspace
 
 from .deploy import hot_deploy
 from .fleet import FleetFailed
@@ -28,7 +28,7 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
     """Test, build and publish the app, then hot-upgrade an environment to it.
 
     Args:
-        app_dir: the app's checkout on the worker (a git checkout when git_ref is given)
+        app_dir: the app's git URL (the worker clones it), or its git checkout on the worker
         environment: the hotdeploy-environment block to upgrade, e.g. staging
         git_ref: the commit, branch or tag to ship (CI passes the pushed sha); empty: the working tree
         store_block: the S3Bucket block of the package store
@@ -37,13 +37,21 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
     """
     params.block_name("environment", environment)
     params.block_name("store_block", store_block)
-    source, commit = (export_git_ref(app_dir, git_ref) if git_ref else (app_dir, None))
+    # A git URL is cloned into scratch space (a worker on any machine); a path
+    # is a checkout on this worker.
+    clone = clone_app(app_dir) if is_git_url(app_dir) else None
     try:
-        built_state = release(app_dir=str(source), store_block=store_block, git_commit=commit,
-                              test_command=test_command, rebuild=rebuild, return_state=True)
+        repo = str(clone) if clone else app_dir
+        source, commit = (export_git_ref(repo, git_ref or "HEAD") if git_ref or clone else (app_dir, None))
+        try:
+            built_state = release(app_dir=str(source), store_block=store_block, git_commit=commit,
+                                  test_command=test_command, rebuild=rebuild, return_state=True)
+        finally:
+            if git_ref or clone:
+                remove_workspace(source)
     finally:
-        if git_ref:
-            remove_workspace(source)
+        if clone:
+            remove_workspace(clone)
     built = built_state.result()          # a failed release fails the ship with its cause
     deploy_state = hot_deploy(app=built["release"], environment=environment, version=built["version"],
                               store_block=store_block, return_state=True)

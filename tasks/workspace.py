@@ -193,6 +193,26 @@ def remove_workspace(workspace: Path) -> None:
     shutil.rmtree(workspace, ignore_errors=True)
 
 
+def is_git_url(app_dir: str) -> bool:
+    """A repository to clone (https://, ssh://, file://, git@host:path) rather
+    than a checkout on this worker."""
+    return bool(re.match(r"^(?:[a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", app_dir))
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def clone_app(url: str) -> Path:
+    """A scratch clone of the app's repository (every branch and tag, no
+    work tree: export_git_ref takes the ref from it). Retried: a network flake."""
+    import subprocess
+    dest = Path(tempfile.mkdtemp(prefix="hotdeploy-clone-"))
+    done = subprocess.run(["git", "clone", "--quiet", "--bare", "--", url, str(dest)], capture_output=True, text=True)
+    if done.returncode != 0:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise AppConfigError(f"cannot clone {url}: {done.stderr.strip()[-300:]}")
+    get_run_logger().info("cloned %s", url)
+    return dest
+
+
 @task(retries=1, cache_policy=NO_CACHE)
 def export_git_ref(repo: str, ref: str) -> tuple[Path, str]:
     """The tree of REF in the git checkout REPO, exported to a scratch dir, and
