@@ -64,7 +64,11 @@ def test_a_worker_elsewhere_pulls_the_code_from_git_and_ships_the_app_from_a_git
         run = run_deployment(f"ship/{env.name}", timeout=900)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(30)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:   # a worker slow to drain under load: what it ran is checked below
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(30)
     assert run.state.is_completed(), (run.state.message, (tmp_path / "worker.log").read_text()[-3000:])
     assert check.version(host) != releases.versions["v1"], "the host runs what the worker shipped"
     assert f"shipped example_app {check.version(host)} to {env.name}: 1 upgraded" in run.state.message
