@@ -94,7 +94,8 @@ def on_fresh_vm(root: str) -> str:
     """Evaluate the program on stdin in a VM of the release's own ERTS booted
     for it (before the node's first start: no node to ask yet), and print
     its value as erl_call does. sasl's path is added: release_handler is there."""
-    reader = ('Rd = fun Rd(A) -> case io:get_line("") of eof -> unicode:characters_to_list(A); L -> Rd([A, L]) end end, '
+    reader = ('Rd = fun Rd(A) -> case io:get_line("") of eof -> unicode:characters_to_list(A); '
+              'L -> Rd([A, L]) end end, '
               'try {ok, T, _} = erl_scan:string(Rd([])), {ok, E} = erl_parse:parse_exprs(T), '
               '{value, V, _} = erl_eval:exprs(E, []), io:put_chars(["{ok, \\"", V, "\\"}\\n"]), halt(0) '
               'catch C:R -> io:format(standard_error, "~0p~n", [{C, R}]), halt(1) end.')

@@ -143,10 +143,7 @@ def build_release(project: Project, version: str, previous: list[str]) -> str:
     d = q(project.rel_dir)
     return (f"MIX_ENV=prod mix release {rel} --overwrite --quiet\n{relup}"
             # release_handler looks for releases/<rel>-<vsn>.rel beside the versions
-            f"cp {d}/releases/{vsn}/{rel}.rel {d}/releases/{rel}-{vsn}.rel\n"
-            # hotdeploy drives the node with erl_call; the release's ERTS keeps one
-            f"test -x {d}/erts-*/bin/erl_call || cp \"$(dirname \"$(command -v erl)\")\"/../lib/erlang/"
-            f"erts-*/bin/erl_call {d}/erts-*/bin/")
+            f"cp {d}/releases/{vsn}/{rel}.rel {d}/releases/{rel}-{vsn}.rel")
 
 
 def vm_args_node_name(vm_args: str) -> str | None:

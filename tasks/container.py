@@ -192,6 +192,10 @@ def pack_release(rel_dir: Path, release: str, version: str) -> Path:
             "the release's vm.args names no node: hotdeploy reaches the node with erl_call under the name in "
             "vm.args. Add rel/vm.args.eex with `-name my_app@127.0.0.1` and rel/env.sh.eex exporting "
             "RELEASE_DISTRIBUTION=none (README: Elixir apps)")
+    if not (rel_dir / f"erts-{erts}" / "bin" / "erl_call").is_file():
+        # Debian's ERTS has it and mix copies it; an OTP built without erl_interface has none
+        raise ContainerFailed(f"the release's erts-{erts}/bin has no erl_call: hotdeploy drives the node with it. "
+                              "Build with an Erlang/OTP that ships erl_call (Debian's erlang-base does)")
     tops = ["bin", f"erts-{erts}", *(f"lib/{a}-{v}" for a, v in sorted(apps.items())),
             f"releases/{version}", f"releases/{release}-{version}.rel", "releases/start_erl.data"]
     missing = [t for t in tops if not (rel_dir / t).exists()]
