@@ -40,14 +40,15 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
           rehearsal_cron: str = "0 4 * * *", sweep_cron: str = "*/15 * * * *",
           environments: tuple[str, ...] = ("staging", "rehearsal", "production"),
           crash_after_seconds: int | None = None, code_repo: str | None = None, code_branch: str | None = None,
-          code_credentials_block: str | None = None) -> list[str]:
+          code_credentials_block: str | None = None, docker_host_block: str | None = None) -> list[str]:
     """CRASH_AFTER_SECONDS: a run silent that long (no heartbeat, no final
     state) is marked Crashed; default 3 heartbeats of this process's
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY (set the same on the workers).
     CODE_REPO: the git URL workers pull this project's flow code from (at
     CODE_BRANCH; a private one with the access token in the Secret block
     CODE_CREDENTIALS_BLOCK); empty: this checkout's path, for workers on
-    this machine."""
+    this machine. DOCKER_HOST_BLOCK: the DockerHost block ship builds on
+    (an engine on another machine works); empty: the worker's local engine."""
     from prefect import Flow
     from prefect.runner.storage import GitRepository
 
@@ -85,7 +86,8 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
     common = {"store_block": store_block}
     return [
         deploy("flows/ship.py:ship", "staging",
-               {"app_dir": app_dir, "environment": "staging", **common},
+               {"app_dir": app_dir, "environment": "staging", **common,
+                **({"docker_host_block": docker_host_block} if docker_host_block else {})},
                "CI: test, release, hot-deploy to staging. Pass git_ref."),
         deploy("flows/deploy.py:hot_deploy", "production",
                {"app": app, "environment": "production", "version": "latest", **common},
@@ -122,10 +124,13 @@ def main() -> None:
                                        "checkout's path, for workers on this machine)")
     p.add_argument("--code-branch", help="branch of --code-repo (default: its default branch)")
     p.add_argument("--code-credentials-block", help="a Secret block holding the access token of a private --code-repo")
+    p.add_argument("--docker-host-block", help="the DockerHost block ship/staging builds on (default: the "
+                                               "worker's local engine)")
     args = p.parse_args()
     for name in apply(args.app_dir, args.app, args.pool, args.store_block, args.rehearsal_cron, args.sweep_cron,
                       crash_after_seconds=args.crash_after_seconds, code_repo=args.code_repo,
-                      code_branch=args.code_branch, code_credentials_block=args.code_credentials_block):
+                      code_branch=args.code_branch, code_credentials_block=args.code_credentials_block,
+                      docker_host_block=args.docker_host_block):
         print(f"deployment {name}")
     print(f"start a worker: prefect worker start --pool {args.pool} --type process")
 

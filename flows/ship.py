@@ -24,7 +24,8 @@ from .release import release
 @flow(name="ship")
 @explained
 def ship(app_dir: str, environment: str, git_ref: str | None = None,
-         store_block: str = DEFAULT_STORE_BLOCK, test_command: str | None = None, rebuild: bool = False):
+         store_block: str = DEFAULT_STORE_BLOCK, test_command: str | None = None, rebuild: bool = False,
+         docker_host_block: str | None = None):
     """Test, build and publish the app, then hot-upgrade an environment to it.
 
     Args:
@@ -34,6 +35,8 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
         store_block: the S3Bucket block of the package store
         test_command: run in the builder container before anything is built; empty: `rebar3 eunit` or `mix test`
         rebuild: build again even if this commit was released already (otherwise its release is deployed)
+        docker_host_block: a DockerHost block for the container engine (any machine: the build's files go
+            through its API); empty: the local engine
     """
     params.block_name("environment", environment)
     params.block_name("store_block", store_block)
@@ -45,7 +48,8 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
         source, commit = (export_git_ref(repo, git_ref or "HEAD") if git_ref or clone else (app_dir, None))
         try:
             built_state = release(app_dir=str(source), store_block=store_block, git_commit=commit,
-                                  test_command=test_command, rebuild=rebuild, return_state=True)
+                                  test_command=test_command, rebuild=rebuild,
+                                  docker_host_block=docker_host_block, return_state=True)
         finally:
             if git_ref or clone:
                 remove_workspace(source)

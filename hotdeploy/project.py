@@ -136,14 +136,25 @@ def build_release(project: Project, version: str, previous: list[str]) -> str:
     (a mix release is packed by hotdeploy: mix's own tarball is refused by
     release_handler)."""
     rel, vsn = q(project.release), q(version)
+    # Each step runs in a fresh container on a copy of the workspace: the
+    # version written by the compile step is written again here.
+    again = set_version(project, version)
     relup = (f"{_helper_env(project)}escript /hotdeploy/relup.escript {rel} {vsn} "
              f"{' '.join(q(p) for p in previous)}\n" if previous else "")
     if project.kind == REBAR3:
-        return f"rebar3 release -n {rel}\n{relup}rebar3 tar -n {rel} -v {vsn}"
+        return f"{again}\nrebar3 release -n {rel}\n{relup}rebar3 tar -n {rel} -v {vsn}"
     d = q(project.rel_dir)
-    return (f"MIX_ENV=prod mix release {rel} --overwrite --quiet\n{relup}"
+    return (f"{again}\nMIX_ENV=prod mix release {rel} --overwrite --quiet\n{relup}"
             # release_handler looks for releases/<rel>-<vsn>.rel beside the versions
             f"cp {d}/releases/{vsn}/{rel}.rel {d}/releases/{rel}-{vsn}.rel")
+
+
+def release_outputs(project: Project, version: str) -> tuple[str, ...]:
+    """What the build step's container hands back (workspace paths): relx's
+    tarball, or the assembled mix release that hotdeploy packs."""
+    if project.kind == REBAR3:
+        return (f"{project.rel_dir}/{project.release}-{version}.tar.gz",)
+    return (project.rel_dir,)
 
 
 def vm_args_node_name(vm_args: str) -> str | None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import tarfile
+import tempfile
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +84,9 @@ def ensure_builder_image(dockerfile: Path, docker_host: DockerHost) -> BuilderIm
         base_id = client.images.get(base).id
     except docker.errors.ImageNotFound:
         raise ContainerFailed(
-            f"base image {base} (FROM in {dockerfile}) is not in the local engine; "
-            "build it offline with scripts/base-image.sh"
+            f"base image {base} (FROM in {dockerfile}) is not in the engine "
+            f"({docker_host.base_url or 'the local one'}); build it offline with scripts/base-image.sh, "
+            "or copy it there (docker save | docker -H <engine> load)"
         ) from None
     key = hashlib.sha256(text.encode() + b"\0" + base_id.encode()).hexdigest()
     tag = f"hotdeploy-builder:{key[:16]}"
@@ -110,20 +112,66 @@ def ensure_builder_image(dockerfile: Path, docker_host: DockerHost) -> BuilderIm
     return BuilderImage(tag, image.id, key, built=True)
 
 
+def _as_root(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    member.uid = member.gid = 0
+    member.uname = member.gname = "root"
+    return member
+
+
+def _ours(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """Extraction filter: no paths out of DEST, and the files are the worker's
+    (the container ran as root)."""
+    return tarfile.tar_filter(member, dest).replace(uid=None, gid=None, uname=None, gname=None, deep=False)
+
+
+def _send_workspace(container, workspace: Path) -> int:
+    """The build context goes over the engine's API (put_archive), never a
+    bind mount, so an engine on another machine (a DockerHost with a tcp://
+    or ssh:// base_url) builds what this worker has. Returns bytes sent."""
+    with tempfile.TemporaryFile() as archive:
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(workspace, arcname="build", filter=_as_root)
+            tar.add(ERLANG_HELPERS, arcname="hotdeploy", filter=_as_root)
+        size = archive.tell()
+        archive.seek(0)
+        container.put_archive("/", archive)
+    return size
+
+
+def _fetch_output(container, workspace: Path, path: str, what: str) -> int:
+    """Copy /build/PATH out of the stopped container into WORKSPACE/PATH
+    (get_archive). Returns bytes received."""
+    try:
+        chunks, _ = container.get_archive(f"/build/{path}")
+    except docker.errors.NotFound:
+        raise ContainerFailed(f"{what} finished but {path} is missing") from None
+    with tempfile.TemporaryFile() as archive:
+        for chunk in chunks:
+            archive.write(chunk)
+        size = archive.tell()
+        archive.seek(0)
+        dest = (workspace / path).parent
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=archive) as tar:
+            tar.extractall(dest, filter=_ours)
+    return size
+
+
 def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path, command: str,
-                  what: str) -> str:
-    """One container run: WORKSPACE at /build, the Erlang helpers at /hotdeploy
-    (read-only), no network, our uid so the files stay ours. Returns the log;
-    raises ContainerFailed with the log tail on a non-zero exit."""
+                  what: str, outputs: tuple[str, ...] = ()) -> str:
+    """One container run: a copy of WORKSPACE at /build and the Erlang helpers
+    at /hotdeploy, no network; then the OUTPUTS (paths under the workspace)
+    are copied back. Nothing is shared with the engine's filesystem. Returns
+    the log; raises ContainerFailed with the log tail on a non-zero exit."""
     log = get_run_logger()
     client = docker_host.get_client()
-    container = client.containers.run(
-        image.tag, ["sh", "-ec", command], detach=True, network_mode="none",
-        user=f"{os.getuid()}:{os.getgid()}", environment={"HOME": "/tmp"}, working_dir="/build",
-        volumes={str(workspace): {"bind": "/build", "mode": "rw"},
-                 str(ERLANG_HELPERS): {"bind": "/hotdeploy", "mode": "ro"}},
-    )
+    container = client.containers.create(image.tag, ["sh", "-ec", command], network_mode="none",
+                                         environment={"HOME": "/tmp"}, working_dir="/build")
     try:
+        t0 = time.monotonic()
+        sent = _send_workspace(container, workspace)
+        log.info("%s: workspace sent to the engine (%.1f MB, %.2f s)", what, sent / 1e6, time.monotonic() - t0)
+        container.start()
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         lines = []
         for raw in container.logs(stream=True, follow=True):
@@ -133,6 +181,11 @@ def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path,
                 tail.append(line)
                 log.info("%s | %s", what, line)
         code = container.wait()["StatusCode"]
+        if code == 0 and outputs:
+            t0 = time.monotonic()
+            received = sum(_fetch_output(container, workspace, path, what) for path in outputs)
+            log.info("%s: %s copied back (%.1f MB, %.2f s)", what, ", ".join(outputs), received / 1e6,
+                     time.monotonic() - t0)
     finally:
         container.remove(force=True)
     if code != 0:
@@ -156,7 +209,7 @@ def inspect_modules(docker_host: DockerHost, image: BuilderImage, workspace: Pat
     build and of each previous release (tasks/erlang/modinfo.escript)."""
     out = ".hotdeploy-modinfo.tsv"
     run_container(docker_host, image, workspace, commands.compile_and_inspect(project, version, previous, out),
-                  "compile")
+                  "compile", outputs=(out,))
     return (workspace / out).read_text()
 
 
@@ -166,7 +219,8 @@ def build_release(docker_host: DockerHost, image: BuilderImage, workspace: Path,
     """The release, a relup up from and down to every PREVIOUS release
     (tasks/erlang/relup.escript: `rebar3 relup` takes one), then the tarball,
     which keeps releases/VERSION/relup."""
-    run_container(docker_host, image, workspace, commands.build_release(project, version, previous), "build")
+    run_container(docker_host, image, workspace, commands.build_release(project, version, previous), "build",
+                  outputs=commands.release_outputs(project, version))
     rel_dir = workspace / project.rel_dir
     if project.kind == commands.MIX:
         return pack_release(rel_dir, project.release, version)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from hotdeploy.project import (MIX, REBAR3, Project, ProjectError, build_release, compile_and_inspect, mix_project,
-                               vm_args_node_name)
+                               release_outputs, vm_args_node_name)
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "elixir_app" / "mix.exs").read_text()
 
@@ -42,17 +42,25 @@ def test_mix_commands_write_the_version_and_point_the_helpers_at_the_mix_build()
     assert "HOTDEPLOY_BUILD=_build/prod HOTDEPLOY_APPS=shop escript /hotdeploy/modinfo.escript shop 2026.1126.090000" \
         in text
     build = build_release(p, "2026.1127.101500", ["2026.1126.090000"])
-    assert build.splitlines()[0] == "MIX_ENV=prod mix release shop --overwrite --quiet"
+    # each step runs in a fresh container on a copy of the workspace: the version is written again
+    assert build.splitlines()[0] == text.splitlines()[0]
+    assert build.splitlines()[1] == "MIX_ENV=prod mix release shop --overwrite --quiet"
     assert "escript /hotdeploy/relup.escript shop 2026.1127.101500 2026.1126.090000" in build
     assert ("cp _build/prod/rel/shop/releases/2026.1127.101500/shop.rel "
             "_build/prod/rel/shop/releases/shop-2026.1127.101500.rel") in build
 
 
-def test_rebar3_commands_are_unchanged():
+def test_rebar3_commands_write_the_version_in_each_container():
     p = Project(REBAR3, "shop")
-    assert build_release(p, "1.2.3", []) == "rebar3 release -n shop\nrebar3 tar -n shop -v 1.2.3"
+    assert build_release(p, "1.2.3", []) == ("escript /hotdeploy/set_version.escript shop 1.2.3\n"
+                                             "rebar3 release -n shop\nrebar3 tar -n shop -v 1.2.3")
     assert compile_and_inspect(p, "1.2.3", [], ".out").startswith("escript /hotdeploy/set_version.escript shop 1.2.3\n"
                                                                   "rebar3 compile\nescript /hotdeploy/modinfo")
+
+
+def test_the_build_hands_back_only_what_is_shipped():
+    assert release_outputs(Project(REBAR3, "shop"), "1.2.3") == ("_build/default/rel/shop/shop-1.2.3.tar.gz",)
+    assert release_outputs(Project(MIX, "shop", ("shop",)), "1.2.3") == ("_build/prod/rel/shop",)
 
 
 def test_the_node_name_comes_from_vm_args_or_the_release_is_refused():
