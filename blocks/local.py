@@ -1,4 +1,5 @@
-"""Create the blocks for a local setup: `python -m blocks.local --moto-url URL --fleet STATE`.
+"""Create the blocks for a local setup: `python -m blocks.local --moto-url URL --fleet STATE`
+(the store, and an environment per fleet in STATE).
 
 A real AWS setup fills in the same fields (see README 'Blocks for AWS'):
 - AwsCredentials: your keys or an instance profile, no `endpoint_url`;
@@ -64,11 +65,31 @@ def create_environment(moto_url: str, fleet_state: dict, name: str, app: str = "
     return env
 
 
+def create_environments(moto_url: str, fleets: dict, app: str, runtime_config: str | None = None,
+                        release_root: str | None = None, requires_rehearsal: tuple[str, ...] = ("production",),
+                        names: list[str] | None = None) -> list[str]:
+    """One hotdeploy-environment block per fleet of `python -m localfleet
+    serve`'s state (FLEETS: its "environments"), named after the fleet's
+    environment; those in REQUIRES_REHEARSAL refuse unrehearsed versions."""
+    names = names or list(fleets)
+    unknown = [n for n in names if n not in fleets]
+    if unknown:
+        raise SystemExit(f"no fleet for {', '.join(unknown)} in the state file (it has {', '.join(fleets)})")
+    for name in names:
+        overrides = {"release_root": release_root} if release_root else {}
+        create_environment(moto_url, fleets[name], name, app=app, requires_rehearsal=name in requires_rehearsal,
+                           runtime_config=runtime_config or f'[{{{app}, [{{greeting, "Hello"}}]}}].\n', **overrides)
+    return names
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m blocks.local")
     p.add_argument("--moto-url", required=True)
     p.add_argument("--fleet", required=True, help="the state file of `python -m localfleet serve`")
-    p.add_argument("--environment", default="staging", help="block name for the fleet's environment")
+    p.add_argument("--environment", action="append",
+                   help="make this environment's block (repeat; default: every fleet in the state file)")
+    p.add_argument("--requires-rehearsal", action="append",
+                   help="environments that refuse unrehearsed versions (repeat; default: production)")
     p.add_argument("--app", default="example_app", help="the release name (the release root is /srv/APP)")
     p.add_argument("--release-root", help="where the release lives on the hosts (default /srv/APP)")
     p.add_argument("--runtime-config", type=Path,
@@ -77,11 +98,10 @@ def main() -> None:
     args = p.parse_args()
     register_block_types()
     create_store(args.moto_url)
-    overrides = {"release_root": args.release_root} if args.release_root else {}
-    create_environment(args.moto_url, json.loads(Path(args.fleet).read_text()), args.environment, app=args.app,
-                       runtime_config=(args.runtime_config.read_text() if args.runtime_config else
-                                       f'[{{{args.app}, [{{greeting, "Hello"}}]}}].\n'), **overrides)
-    print(f"blocks: s3-bucket/{DEFAULT_STORE_BLOCK}, hotdeploy-environment/{args.environment}")
+    made = create_environments(args.moto_url, json.loads(Path(args.fleet).read_text())["environments"], args.app,
+                               args.runtime_config.read_text() if args.runtime_config else None, args.release_root,
+                               tuple(args.requires_rehearsal or ("production",)), args.environment)
+    print(f"blocks: s3-bucket/{DEFAULT_STORE_BLOCK}, " + ", ".join(f"hotdeploy-environment/{n}" for n in made))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,22 @@
 """python -m demo run [--keep] | down
 
-run: start a Prefect server (sqlite), moto's server (S3 + EC2) and a local
-fleet of 3 namespace hosts; release v1 of the example app and provision it;
-apply the deployments and start a process worker; commit v2 to a local git
-checkout of the app and trigger `prefect deployment run 'ship/staging'
---param git_ref=<sha> --watch` while a load client hammers the fleet; print
-a report. Without --keep everything is stopped at the end; with it, `down`
-stops it later. Services already answering (PREFECT_API_URL, --moto-url)
-are reused and left running.
+run: start a Prefect server (sqlite), moto's server (S3 + EC2) and three
+local fleets of namespace hosts (staging 2, rehearsal 1, production 2);
+make the blocks; release v1 of the example app and provision rehearsal and
+production; apply the deployments and start a process worker. Then, each by
+`prefect deployment run ... --watch` as a person or CI would, while a load
+client hammers staging and production: provision staging; ship v2 to
+staging; production refuses v2 (never rehearsed); the rehearsal passes;
+production accepts v2, rolls back, and takes v2 again; status of both;
+the ingress sweep. Ends with a report and every deployment's last run read
+from the Prefect API (all must be Completed). Without --keep everything is
+stopped at the end; with it, `down` stops it later. Services already
+answering (PREFECT_API_URL, --moto-url) are reused and left running.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import os
@@ -32,6 +37,7 @@ HEARTBEAT_SECONDS = 30   # Prefect's minimum
 EXAMPLES = {"example_app": "example_app", "elixir_app": "example_ex"}   # examples/ dir -> release name
 APP = "example_app"
 SOURCE = "example_app"
+FLEETS = (("staging", 2), ("rehearsal", 1), ("production", 2))   # hosts .100-.104
 
 
 def say(msg: str) -> None:
@@ -96,11 +102,11 @@ def _commit_version(repo: Path, version: str) -> str:
     return _git(repo, "rev-parse", "HEAD")
 
 
-def fleet_view(fleet: dict) -> list[dict]:
+def fleet_view(hosts: list[dict]) -> list[dict]:
     """Each host's version (HTTP) and node OS pid (read from /proc, as the tests do)."""
     import http.client
     rows = []
-    for h in fleet["hosts"]:
+    for h in hosts:
         conn = http.client.HTTPConnection(h["address"], 8080, timeout=5)
         try:
             conn.request("GET", "/api/public/version")
@@ -114,6 +120,33 @@ def fleet_view(fleet: dict) -> list[dict]:
                 and Path(f"/proc/{p}/comm").read_text().startswith("beam")]
         rows.append({"host": h["name"], "address": h["address"], "version": vsn, "pid": beam[0] if beam else None})
     return rows
+
+
+def _with_environment(fleets: dict, hosts: list[dict]) -> list[dict]:
+    where = {h["name"]: name for name, fleet in fleets.items() for h in fleet["hosts"]}
+    return [{**h, "environment": where[h["name"]]} for h in hosts]
+
+
+def _deployment_run(env: dict, name: str, expect: str | None = None, flow_run_name: str | None = None,
+                    **params: str) -> dict:
+    """`prefect deployment run NAME --watch`, as a person or CI would, then the
+    run's one line (python -m deployments.report --latest NAME). EXPECT: the
+    run is meant to fail, with this in its line (a refusal)."""
+    args = [PY, "-m", "prefect", "deployment", "run", name, "--watch"]
+    for key, value in params.items():
+        args += ["--param", f"{key}={value}"]
+    if flow_run_name:
+        args += ["--flow-run-name", flow_run_name]
+    t0 = time.monotonic()
+    cp = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True)
+    seconds = round(time.monotonic() - t0, 1)
+    shown = subprocess.run([PY, "-m", "deployments.report", "--latest", name], env=env, cwd=ROOT,
+                           capture_output=True, text=True).stdout
+    line = shown.splitlines()[0] if shown else "(no report)"
+    as_expected = cp.returncode == 0 if expect is None else (cp.returncode != 0 and expect in line)
+    say(f"  {name}: {seconds} s: {line}")
+    return {"deployment": name, "exit_code": cp.returncode, "seconds": seconds, "line": line,
+            "as_expected": as_expected, "output": "" if as_expected else (cp.stdout[-3000:] + cp.stderr[-3000:])}
 
 
 def _timings(flow_run_name: str) -> dict[str, float]:
@@ -187,70 +220,87 @@ def run(keep: bool, moto_url: str | None) -> int:
         say(f"moto (S3 + EC2): {moto_url}")
         fleet_file = STATE / "fleet.json"
         fleet_file.unlink(missing_ok=True)
-        proc = _spawn("fleet", [PY, "-m", "localfleet", "serve", "--name", "demo", "--size", "3",
-                                "--environment", "staging", "--moto-url", moto_url, "--state", str(fleet_file)],
-                      env, pids)
+        proc = _spawn("fleet", [PY, "-m", "localfleet", "serve", "--name", "demo", "--first", "100",
+                                *(a for env_, size in FLEETS for a in ("--fleet", f"{env_}:{size}")),
+                                "--moto-url", moto_url, "--state", str(fleet_file)], env, pids)
         for _ in range(300):
             if fleet_file.exists() or proc.poll() is not None:
                 break
             time.sleep(0.1)
         if not fleet_file.exists():
             raise SystemExit(f"the local fleet did not start; see {STATE}/fleet.log")
-        fleet = json.loads(fleet_file.read_text())
-        say("fleet: " + ", ".join(h["address"] for h in fleet["hosts"]))
+        fleets = json.loads(fleet_file.read_text())["environments"]
+        for name, fleet in fleets.items():
+            say(f"fleet {name}: " + ", ".join(h["address"] for h in fleet["hosts"]))
 
-        from blocks.local import create_environment, create_store, register_block_types
+        from blocks.local import create_environments, create_store, register_block_types
         from deployments.apply import apply
+        from deployments.report import last_runs, last_runs_table
         from flows.provision import provision_host
         from flows.release import release
         from tasks.probe import LoadClient
 
         register_block_types()
         create_store(moto_url)
-        create_environment(moto_url, fleet, "staging", app=APP,
-                           runtime_config=f'[{{{APP}, [{{greeting, "Hello"}}]}}].\n')
+        create_environments(moto_url, fleets, APP)   # production requires a passed rehearsal
+        say("blocks: hotdeploy-store, hotdeploy-environment/" + ", hotdeploy-environment/".join(fleets))
         repo = STATE / "app"
         shutil.rmtree(repo, ignore_errors=True)
         repo.mkdir(parents=True)
         _git(repo, "init", "-q")
         _commit_version(repo, "v1")
-        say("release v1 (first release, no relup) and provision it on the fleet")
+        say("release v1 (first release, no relup) and provision it on rehearsal and production")
         v1 = release(app_dir=str(repo), git_commit=_git(repo, "rev-parse", "HEAD"))["version"]
-        provision_host(app=APP, environment="staging", version=v1)
+        for name in ("rehearsal", "production"):
+            provision_host(app=APP, environment=name, version=v1)
         import contextlib
         with open(STATE / "deployments.log", "w") as quiet, contextlib.redirect_stdout(quiet):
             names = apply(app_dir=str(repo), app=APP, crash_after_seconds=3 * HEARTBEAT_SECONDS)
         say("deployments: " + ", ".join(names))
         _spawn("worker", [PY, "-m", "prefect", "worker", "start", "--pool", "hotdeploy", "--type", "process"],
                env, pids)
+        steps = [_deployment_run(env, "provision-host/staging")]
+        served = [h for name in ("staging", "production") for h in fleets[name]["hosts"]]
+        before = fleet_view(served)
         sha = _commit_version(repo, "v2")
-        before = fleet_view(fleet)
-        say(f"ship v2 (commit {sha[:12]}) by deployment, under load: "
-            f"prefect deployment run 'ship/staging' --param git_ref={sha} --watch")
         run_name = f"demo-ship-{int(time.time())}"
-        with LoadClient([h["address"] for h in fleet["hosts"]], connections=2, max_seconds=900) as load:
+        say(f"load on staging and production from now on; ship v2 (commit {sha[:12]}) as CI does")
+        with LoadClient([h["address"] for h in served], connections=2, max_seconds=1200) as load:
             time.sleep(1)
-            t0 = time.monotonic()
-            cp = subprocess.run([PY, "-m", "prefect", "deployment", "run", "ship/staging", "--param",
-                                 f"git_ref={sha}", "--flow-run-name", run_name, "--watch"],
-                                env=env, cwd=ROOT, capture_output=True, text=True)
-            ship_seconds = time.monotonic() - t0
+            steps.append(_deployment_run(env, "ship/staging", git_ref=sha, flow_run_name=run_name))
+            say("production refuses a version that has not passed a rehearsal:")
+            steps.append(_deployment_run(env, "hot-deploy/production", expect="never rehearsed"))
+            steps.append(_deployment_run(env, "rehearsal/rehearsal"))
+            say("rehearsed: production accepts it; then a rollback and the upgrade again")
+            steps.append(_deployment_run(env, "hot-deploy/production"))
+            steps.append(_deployment_run(env, "rollback/production"))
+            steps.append(_deployment_run(env, "hot-deploy/production"))
             time.sleep(1)
-        after = fleet_view(fleet)
+        after = fleet_view(served)
+        for name in ("status/staging", "status/production", "sweep-ingress/all"):
+            steps.append(_deployment_run(env, name))
         stats = load.stats.summary()
-        report = {"ship_exit_code": cp.returncode, "ship_seconds": round(ship_seconds, 1),
-                  "hosts": [{"host": b["host"], "version_before": b["version"], "version_after": a["version"],
-                             "pid_before": b["pid"], "pid_after": a["pid"]} for b, a in zip(before, after)],
-                  "requests": stats, "steps_seconds": _timings(run_name) if cp.returncode == 0 else {},
+        deployments = asyncio.run(last_runs())
+        ship = next(s for s in steps if s["deployment"] == "ship/staging")
+        report = {"ship_exit_code": ship["exit_code"], "ship_seconds": ship["seconds"],
+                  "hosts": [{"host": b["host"], "environment": h["environment"], "version_before": b["version"],
+                             "version_after": a["version"], "pid_before": b["pid"], "pid_after": a["pid"]}
+                            for h, b, a in zip(_with_environment(fleets, served), before, after)],
+                  "rehearsal_host": fleet_view(fleets["rehearsal"]["hosts"]),
+                  "requests": stats, "steps": steps, "deployments": deployments,
+                  "steps_seconds": _timings(run_name) if ship["exit_code"] == 0 else {},
                   "demo_seconds": round(time.monotonic() - started, 1)}
         (STATE / "report.json").write_text(json.dumps(report, indent=2))
         print_report(report)
+        say("every deployment's last run, from the Prefect API (python -m deployments.report --all):")
+        print(last_runs_table(deployments) + "\n")
         say("what CI prints after --watch: python -m deployments.report --latest ship/staging")
         print(subprocess.run([PY, "-m", "deployments.report", "--latest", "ship/staging"], env=env, cwd=ROOT,
                              capture_output=True, text=True).stdout)
-        if cp.returncode != 0:
-            print(cp.stdout[-3000:], cp.stderr[-3000:])
-        ok = (cp.returncode == 0 and stats["failed"] == 0
+        for step in steps:
+            if not step["as_expected"]:
+                print(f"{step['deployment']}:\n{step['output']}")
+        ok = (all(s["as_expected"] for s in steps) and stats["failed"] == 0 and all(d["ok"] for d in deployments)
               and all(h["pid_before"] == h["pid_after"] and h["version_after"] != h["version_before"]
                       for h in report["hosts"]))
         say("hot deploy OK" if ok else "hot deploy FAILED")
@@ -266,13 +316,20 @@ def run(keep: bool, moto_url: str | None) -> int:
 
 def print_report(r: dict) -> None:
     print("\n== hotdeploy demo report ==")
-    print(f"{'host':<14}{'version before':<20}{'version after':<20}{'pid before':<12}pid after")
+    print(f"{'environment':<13}{'host':<22}{'version before':<20}{'version after':<20}{'pid before':<12}pid after")
     for h in r["hosts"]:
-        print(f"{h['host']:<14}{h['version_before']:<20}{h['version_after']:<20}{str(h['pid_before']):<12}{h['pid_after']}")
+        print(f"{h['environment']:<13}{h['host']:<22}{h['version_before']:<20}{h['version_after']:<20}"
+              f"{str(h['pid_before']):<12}{h['pid_after']}")
+    for h in r["rehearsal_host"]:
+        print(f"{'rehearsal':<13}{h['host']:<22}{'':<20}{h['version']:<20}{'':<12}{h['pid']}")
     q = r["requests"]
-    print(f"requests during the upgrade: {q['sent']} sent, {q['failed']} failed, "
-          f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms")
-    print(f"ship (prefect deployment run --watch): {r['ship_seconds']} s, exit {r['ship_exit_code']}")
+    print(f"requests to staging and production from the ship to the last production deploy: {q['sent']} sent, "
+          f"{q['failed']} failed, p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms")
+    print("deployment runs (prefect deployment run ... --watch):")
+    for step in r["steps"]:
+        mark = "" if step["as_expected"] else "  << NOT AS EXPECTED"
+        print(f"  {step['deployment']:<24}{step['seconds']:>7.1f} s  exit {step['exit_code']}{mark}")
+    print(f"ship/staging, by task: {r['ship_seconds']} s")
     for step, secs in r["steps_seconds"].items():
         print(f"  {step:<28}{secs:>8.2f} s")
     print(f"whole demo: {r['demo_seconds']} s\n")

@@ -40,7 +40,8 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
           rehearsal_cron: str = "0 4 * * *", sweep_cron: str = "*/15 * * * *",
           environments: tuple[str, ...] = ("staging", "rehearsal", "production"),
           crash_after_seconds: int | None = None, code_repo: str | None = None, code_branch: str | None = None,
-          code_credentials_block: str | None = None, docker_host_block: str | None = None) -> list[str]:
+          code_credentials_block: str | None = None, docker_host_block: str | None = None,
+          pool_for: dict[str, str] | None = None) -> list[str]:
     """CRASH_AFTER_SECONDS: a run silent that long (no heartbeat, no final
     state) is marked Crashed; default 3 heartbeats of this process's
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY (set the same on the workers).
@@ -48,14 +49,19 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
     CODE_BRANCH; a private one with the access token in the Secret block
     CODE_CREDENTIALS_BLOCK); empty: this checkout's path, for workers on
     this machine. DOCKER_HOST_BLOCK: the DockerHost block ship builds on
-    (an engine on another machine works); empty: the worker's local engine."""
+    (an engine on another machine works); empty: the worker's local engine.
+    POOL_FOR: environment -> work pool, for the deployments of that
+    environment (e.g. production's runs only on workers inside its
+    network); the others go to POOL."""
     from prefect import Flow
     from prefect.runner.storage import GitRepository
 
     from tasks.lock import ensure_lock
 
     from .automations import ensure_crash_detection
-    asyncio.run(ensure_pool(pool))
+    pool_for = pool_for or {}
+    for name in {pool, *pool_for.values()}:
+        asyncio.run(ensure_pool(name))
     asyncio.run(ensure_crash_detection(crash_after_seconds))
 
     for environment in environments:   # the deploy locks exist before any run needs one
@@ -76,7 +82,8 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
         # them AwaitingConcurrencySlot instead of Running while they wait for
         # the environment's lock.
         one_environment = "environment" in parameters
-        flow.deploy(name=name, work_pool_name=pool, parameters=parameters, description=description,
+        flow.deploy(name=name, work_pool_name=pool_for.get(parameters.get("environment"), pool),
+                    parameters=parameters, description=description,
                     schedules=[CronSchedule(cron=cron, timezone="UTC")] if cron else None,
                     concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="ENQUEUE")
                     if one_environment else None,
@@ -114,6 +121,8 @@ def main() -> None:
                    help="the app's git URL (each worker clones it), or its git checkout on the worker machines")
     p.add_argument("--app", default="example_app")
     p.add_argument("--pool", default="hotdeploy")
+    p.add_argument("--pool-for", action="append", default=[], metavar="ENVIRONMENT=POOL",
+                   help="run that environment's deployments on this work pool instead (repeat)")
     p.add_argument("--store-block", default="hotdeploy-store")
     p.add_argument("--rehearsal-cron", default="0 4 * * *")
     p.add_argument("--sweep-cron", default="*/15 * * * *")
@@ -127,12 +136,16 @@ def main() -> None:
     p.add_argument("--docker-host-block", help="the DockerHost block ship/staging builds on (default: the "
                                                "worker's local engine)")
     args = p.parse_args()
+    pool_for = dict(spec.split("=", 1) for spec in args.pool_for if "=" in spec)
+    if len(pool_for) != len(args.pool_for):
+        p.error("--pool-for takes ENVIRONMENT=POOL")
     for name in apply(args.app_dir, args.app, args.pool, args.store_block, args.rehearsal_cron, args.sweep_cron,
                       crash_after_seconds=args.crash_after_seconds, code_repo=args.code_repo,
                       code_branch=args.code_branch, code_credentials_block=args.code_credentials_block,
-                      docker_host_block=args.docker_host_block):
+                      docker_host_block=args.docker_host_block, pool_for=pool_for):
         print(f"deployment {name}")
-    print(f"start a worker: prefect worker start --pool {args.pool} --type process")
+    for name in sorted({args.pool, *pool_for.values()}):
+        print(f"start a worker: prefect worker start --pool {name} --type process")
 
 
 if __name__ == "__main__":

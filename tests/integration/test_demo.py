@@ -1,6 +1,7 @@
 """The README's main command, through the same code path (`python -m demo
 run`), against this session's Prefect server and moto: a real `process`
-worker picks up `prefect deployment run 'ship/staging' --watch`."""
+worker runs every deployment by `prefect deployment run ... --watch`, on
+three fleets (staging, rehearsal, production)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.integration]
 
 
-def test_demo_ships_v2_by_deployment_with_zero_failed_requests_then_a_failing_push_changes_nothing(
+def test_demo_ships_v2_through_staging_rehearsal_and_production_with_every_deployment_green(
         docker_engine, prefect_server, moto_url, tmp_path):
     state = tmp_path / "demo"
     env = {**os.environ, "HOTDEPLOY_DEMO_DIR": str(state)}
@@ -29,20 +30,36 @@ def test_demo_ships_v2_by_deployment_with_zero_failed_requests_then_a_failing_pu
         for host in report["hosts"]:
             assert host["pid_before"] == host["pid_after"] is not None
             assert host["version_after"] != host["version_before"]
+        assert {h["environment"] for h in report["hosts"]} == {"staging", "production"}
         assert "hotdeploy demo report" in cp.stdout
+        # the gate story: production refused v2 until the rehearsal passed, then took it
+        runs = [(s["deployment"], s["exit_code"]) for s in report["steps"]]
+        assert runs.index(("hot-deploy/production", 1)) < runs.index(("rehearsal/rehearsal", 0)) \
+            < runs.index(("hot-deploy/production", 0)), runs
+        refused = next(s for s in report["steps"] if s["deployment"] == "hot-deploy/production")
+        assert "never rehearsed" in refused["line"], refused
+        assert all(s["as_expected"] for s in report["steps"]), report["steps"]
+        # every deployment's last run is green, read from the API (the sweep's included)
+        green = {d["deployment"]: d["ok"] for d in report["deployments"]}
+        assert green == {name: True for name in (
+            "hot-deploy/production", "provision-host/staging", "rehearsal/rehearsal", "rollback/production",
+            "ship/staging", "status/production", "status/staging", "sweep-ingress/all")}, report["deployments"]
+        listed = subprocess.run([sys.executable, "-m", "deployments.report", "--all"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert listed.returncode == 0 and "sweep-ingress/all" in listed.stdout, listed.stdout + listed.stderr
         # what a CI log shows after --watch: the one line (version, hosts) and the ship's summary
         shipped = subprocess.run([sys.executable, "-m", "deployments.report", "--latest", "ship/staging"],
                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert shipped.returncode == 0, shipped.stdout + shipped.stderr
         version = report["hosts"][0]["version_after"]
-        assert f"shipped example_app {version}" in shipped.stdout and "3 upgraded" in shipped.stdout, shipped.stdout
+        assert f"shipped example_app {version}" in shipped.stdout and "2 upgraded" in shipped.stdout, shipped.stdout
 
         # A push whose tests fail: the deployment run fails, --watch exits non-zero, the fleet is unchanged.
         repo = state / "app"
         sys.path.insert(0, str(ROOT))
         from demo.__main__ import _commit_version, fleet_view
         sha = _commit_version(repo, "broken-tests")
-        fleet = json.loads((state / "fleet.json").read_text())
+        fleet = json.loads((state / "fleet.json").read_text())["environments"]["staging"]["hosts"]
         before = fleet_view(fleet)
         failed = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", "ship/staging",
                                  "--param", f"git_ref={sha}", "--watch"],

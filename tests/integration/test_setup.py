@@ -65,3 +65,20 @@ def test_setup_registers_the_environment_block_type_before_any_block_is_saved(fr
                     {"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}})
     refs = schema["fields"].get("block_schema_references", {})
     assert "aws_credentials" in refs, "the credentials are a nested block (the UI shows them as one)"
+
+
+def test_apply_sends_an_environments_deployments_to_its_own_pool(fresh_server):
+    """Production's runs only on workers inside production's network: its
+    deployments are on the pool named for it, the rest on the default one."""
+    api = fresh_server["PREFECT_API_URL"]
+    cp = subprocess.run([sys.executable, "-m", "deployments.apply", "--app-dir", str(ROOT / "examples" / "example_app"),
+                         "--pool-for", "production=prod-net"], cwd=ROOT, env=fresh_server, capture_output=True,
+                        text=True, timeout=300)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "prefect worker start --pool prod-net" in cp.stdout
+    rows = [(d["name"], d["parameters"].get("environment"), d["work_pool_name"])
+            for d in _api(f"{api}/deployments/filter", "POST", {})]
+    assert len(rows) == 8, rows
+    assert all(pool == ("prod-net" if environment == "production" else "hotdeploy")
+               for _, environment, pool in rows), rows
+    assert sum(environment == "production" for _, environment, _ in rows) == 3, rows   # hot-deploy, rollback, status
