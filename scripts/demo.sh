@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo (README): a real hot deploy on a local fleet of 3 hosts.
+# The demo (README): a real hot deploy through staging, rehearsal and production (local fleets of 2, 1, 2 hosts).
 #   bash scripts/demo.sh          run it, then stop everything
 #   bash scripts/demo.sh --keep   run it and leave the Prefect UI, fleet and worker up
 #   bash scripts/demo.sh --elixir ship the Elixir example instead
