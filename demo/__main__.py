@@ -132,7 +132,7 @@ def _deployment_run(env: dict, name: str, expect: str | None = None, flow_run_na
     """`prefect deployment run NAME --watch`, as a person or CI would, then the
     run's one line (python -m deployments.report --latest NAME). EXPECT: the
     run is meant to fail, with this in its line (a refusal)."""
-    args = [PY, "-m", "prefect", "deployment", "run", name, "--watch"]
+    args = [PY, "-m", "prefect", "deployment", "run", name, "--watch", "--watch-interval", "2"]
     for key, value in params.items():
         args += ["--param", f"{key}={value}"]
     if flow_run_name:
@@ -316,18 +316,19 @@ def run(keep: bool, moto_url: str | None) -> int:
 
 def print_report(r: dict) -> None:
     print("\n== hotdeploy demo report ==")
-    print(f"{'environment':<13}{'host':<22}{'version before':<20}{'version after':<20}{'pid before':<12}pid after")
+    print(f"{'environment':<13}{'host':<25}{'version before':<20}{'version after':<20}{'pid before':<12}pid after")
     for h in r["hosts"]:
-        print(f"{h['environment']:<13}{h['host']:<22}{h['version_before']:<20}{h['version_after']:<20}"
+        print(f"{h['environment']:<13}{h['host']:<25}{h['version_before']:<20}{h['version_after']:<20}"
               f"{str(h['pid_before']):<12}{h['pid_after']}")
     for h in r["rehearsal_host"]:
-        print(f"{'rehearsal':<13}{h['host']:<22}{'':<20}{h['version']:<20}{'':<12}{h['pid']}")
+        print(f"{'rehearsal':<13}{h['host']:<25}{'(rehearsed)':<20}{h['version']:<20}{'':<12}{h['pid']}")
     q = r["requests"]
     print(f"requests to staging and production from the ship to the last production deploy: {q['sent']} sent, "
           f"{q['failed']} failed, p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms")
     print("deployment runs (prefect deployment run ... --watch):")
     for step in r["steps"]:
-        mark = "" if step["as_expected"] else "  << NOT AS EXPECTED"
+        mark = ("  << NOT AS EXPECTED" if not step["as_expected"] else
+                "  (refused, as it should be)" if step["exit_code"] else "")
         print(f"  {step['deployment']:<24}{step['seconds']:>7.1f} s  exit {step['exit_code']}{mark}")
     print(f"ship/staging, by task: {r['ship_seconds']} s")
     for step, secs in r["steps_seconds"].items():

@@ -144,7 +144,7 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
 
 def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostOutcome]) -> None:
     create_table_artifact(
-        [{"host": o.host, "address": o.address, "from": o.from_version, "to": o.to_version,
+        [{"host": o.host, "address": o.address, "from": o.from_version or "-", "to": o.to_version,
           "result": o.result, "detail": o.detail, "pid before": o.pid_before, "pid after": o.pid_after,
           "config": o.config,
           "sent KB": round(o.sent_bytes / 1024, 1),
@@ -212,7 +212,8 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
         if outcomes:
             _summary(env, title, note, outcomes)
             for o in outcomes:
-                log.info("%s: %s -> %s: %s %s", o.host, o.from_version, o.to_version, o.result, o.detail)
+                log.info("%s: %s -> %s: %s (%s)", o.host, o.from_version or "nothing", o.to_version, o.result,
+                         o.detail)
             if recording:
                 _record(recording, title, run_id, outcomes)
         revoke_ingress(env, rule)

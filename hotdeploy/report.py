@@ -99,7 +99,8 @@ def ship_summary_markdown(built: dict, environment: str, rows: list[dict], links
     line = (f"shipped {built['release']} {built['version']}{reused} to {environment}: {hosts}" if not failure else
             f"{built['release']} {built['version']}{reused} released; deploy to {environment} failed: {failure}")
     table = markdown_table(["host", "from", "to", "result", "detail"],
-                           [[r["host"], r["from_version"], r["to_version"], r["result"], r["detail"]] for r in rows])
+                           [[r["host"], r["from_version"] or "-", r["to_version"], r["result"], r["detail"]]
+                            for r in rows])
     text = (f"### {line}\n\n- git commit: {built.get('git_commit') or '-'}\n"
             f"- relup from: {', '.join(built.get('upgrade_from') or []) or 'nothing (first release)'}\n" +
             "".join(f"- {name} run: {link}\n" for name, link in links.items()) + "\n" + table + "\n")

@@ -51,7 +51,7 @@ class HostOutcome:
     address: str
     from_version: str | None = None
     to_version: str | None = None
-    result: str = "pending"          # upgraded | downgraded | rolled back | already running | refused | failed
+    result: str = "pending"   # upgraded | provisioned | downgraded | rolled back | already running | refused | failed
     detail: str = ""
     pid_before: int | None = None
     pid_after: int | None = None
@@ -64,7 +64,7 @@ class HostOutcome:
 
     @property
     def ok(self) -> bool:
-        return self.result in ("upgraded", "already running", "downgraded", "answering")
+        return self.result in ("upgraded", "provisioned", "already running", "downgraded", "answering")
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -324,14 +324,16 @@ def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, ru
         conn.put_text(cmd.systemd_unit(root, app, env.ssh_user, start), unit_path, mode=0o644)
         if conn.run(cmd.systemd_present()).exit_code == 0:
             conn.check(cmd.enable_unit(unit_path, f"{app}.service"), what="enable the systemd unit")
+            started = "first install, started by its systemd unit"
         else:
+            started = "first install, started as a daemon (no systemd)"
             log.info("%s: no systemd; starting the release as a daemon", host)
             _timed(outcome, "start", conn.check, cmd.start_daemon(root, app, 60), None, "start the node")
         answer = _timed(outcome, "gate", _gate_after_start, conn, env, app, vsn)
         if answer.get("result") != "done":
             raise RemoteError(f"{host}: {answer.get('detail')}")
         state, _ = inspect_node(conn, env, app)
-        outcome.result, outcome.detail = "upgraded", "provisioned"
+        outcome.result, outcome.detail = "provisioned", started
         outcome.from_version, outcome.pid_after = None, state.pid
         outcome.running, outcome.permanent = state.running, state.permanent
         return outcome
