@@ -136,15 +136,12 @@ def build_release(project: Project, version: str, previous: list[str]) -> str:
     (a mix release is packed by hotdeploy: mix's own tarball is refused by
     release_handler)."""
     rel, vsn = q(project.release), q(version)
-    # Each step runs in a fresh container on a copy of the workspace: the
-    # version written by the compile step is written again here.
-    again = set_version(project, version)
     relup = (f"{_helper_env(project)}escript /hotdeploy/relup.escript {rel} {vsn} "
              f"{' '.join(q(p) for p in previous)}\n" if previous else "")
     if project.kind == REBAR3:
-        return f"{again}\nrebar3 release -n {rel}\n{relup}rebar3 tar -n {rel} -v {vsn}"
+        return f"rebar3 release -n {rel}\n{relup}rebar3 tar -n {rel} -v {vsn}"
     d = q(project.rel_dir)
-    return (f"{again}\nMIX_ENV=prod mix release {rel} --overwrite --quiet\n{relup}"
+    return (f"MIX_ENV=prod mix release {rel} --overwrite --quiet\n{relup}"
             # release_handler looks for releases/<rel>-<vsn>.rel beside the versions
             f"cp {d}/releases/{vsn}/{rel}.rel {d}/releases/{rel}-{vsn}.rel")
 

@@ -139,10 +139,11 @@ def _send_workspace(container, workspace: Path) -> int:
 
 
 def _fetch_output(container, workspace: Path, path: str, what: str) -> int:
-    """Copy /build/PATH out of the stopped container into WORKSPACE/PATH
-    (get_archive). Returns bytes received."""
+    """Copy /build/PATH out of the stopped container onto WORKSPACE/PATH
+    (get_archive; PATH "." is the whole workspace). Returns bytes received."""
+    target = workspace / path if path != "." else workspace
     try:
-        chunks, _ = container.get_archive(f"/build/{path}")
+        chunks, _ = container.get_archive("/build" if path == "." else f"/build/{path}")
     except docker.errors.NotFound:
         raise ContainerFailed(f"{what} finished but {path} is missing") from None
     with tempfile.TemporaryFile() as archive:
@@ -150,10 +151,12 @@ def _fetch_output(container, workspace: Path, path: str, what: str) -> int:
             archive.write(chunk)
         size = archive.tell()
         archive.seek(0)
-        dest = (workspace / path).parent
-        dest.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=archive) as tar:
-            tar.extractall(dest, filter=_ours)
+            members = tar.getmembers()
+            for m in members:   # the archive's top is the path's own name ("build" for the workspace)
+                m.name = "/".join([target.name, *m.name.split("/")[1:]])
+            tar.extractall(target.parent, members=members, filter=_ours)
     return size
 
 
@@ -208,8 +211,10 @@ def inspect_modules(docker_host: DockerHost, image: BuilderImage, workspace: Pat
     """Write VERSION into the app, compile, and report the modules of the new
     build and of each previous release (tasks/erlang/modinfo.escript)."""
     out = ".hotdeploy-modinfo.tsv"
+    # All of it back: the build step goes on from the version written and the
+    # code compiled here (their mtimes kept, so nothing is compiled twice).
     run_container(docker_host, image, workspace, commands.compile_and_inspect(project, version, previous, out),
-                  "compile", outputs=(out,))
+                  "compile", outputs=(".",))
     return (workspace / out).read_text()
 
 
