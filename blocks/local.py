@@ -58,7 +58,7 @@ def create_environment(moto_url: str, fleet_state: dict, name: str, app: str = "
         aws_credentials=local_credentials(moto_url), security_group_id=fleet_state["security_group_id"],
         ssh_user="root", ssh_private_key=Path(fleet_state["deployer_key"]).read_text(),
         known_hosts=fleet_state["known_hosts"], release_root=f"/srv/{app}", app_port=8080,
-        runtime_config=runtime_config or '[{example_app, [{greeting, "Hello"}]}].\n',
+        runtime_config=runtime_config or f'[{{{app}, [{{greeting, "Hello"}}]}}].\n',
         max_parallel=8, command_timeout_seconds=60)
     env = DeployEnvironment(**(fields | overrides))
     env.save(name, overwrite=True)
@@ -75,10 +75,10 @@ def create_environments(moto_url: str, fleets: dict, app: str, runtime_config: s
     unknown = [n for n in names if n not in fleets]
     if unknown:
         raise SystemExit(f"no fleet for {', '.join(unknown)} in the state file (it has {', '.join(fleets)})")
+    overrides = {"release_root": release_root} if release_root else {}
     for name in names:
-        overrides = {"release_root": release_root} if release_root else {}
-        create_environment(moto_url, fleets[name], name, app=app, requires_rehearsal=name in requires_rehearsal,
-                           runtime_config=runtime_config or f'[{{{app}, [{{greeting, "Hello"}}]}}].\n', **overrides)
+        create_environment(moto_url, fleets[name], name, app=app, runtime_config=runtime_config,
+                           requires_rehearsal=name in requires_rehearsal, **overrides)
     return names
 
 

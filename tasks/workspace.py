@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -203,7 +204,6 @@ def is_git_url(app_dir: str) -> bool:
 def clone_app(url: str) -> Path:
     """A scratch clone of the app's repository (every branch and tag, no
     work tree: export_git_ref takes the ref from it). Retried: a network flake."""
-    import subprocess
     dest = Path(tempfile.mkdtemp(prefix="hotdeploy-clone-"))
     done = subprocess.run(["git", "clone", "--quiet", "--bare", "--", url, str(dest)], capture_output=True, text=True)
     if done.returncode != 0:
@@ -217,7 +217,6 @@ def clone_app(url: str) -> Path:
 def export_git_ref(repo: str, ref: str) -> tuple[Path, str]:
     """The tree of REF in the git checkout REPO, exported to a scratch dir, and
     the commit it names (recorded in the manifest)."""
-    import subprocess
     if not re.fullmatch(r"[0-9A-Za-z._/-]{1,200}", ref) or ref.startswith("-"):
         raise AppConfigError(f"invalid git ref {ref!r}")
     def resolve() -> subprocess.CompletedProcess:
