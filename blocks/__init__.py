@@ -10,12 +10,14 @@ from __future__ import annotations
 from prefect_aws import S3Bucket
 from prefect_docker import DockerHost
 
+from hotdeploy.errors import Refusal
+
 from .environment import DeployEnvironment
 
 DEFAULT_STORE_BLOCK = "hotdeploy-store"
 
 
-class BlockMissing(LookupError):
+class BlockMissing(Refusal, LookupError):
     pass
 
 

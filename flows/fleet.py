@@ -2,6 +2,7 @@
 per-host task on all hosts in parallel (bounded), always revoke, summarize."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -13,7 +14,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.environment import DeployEnvironment
 from hotdeploy import layout, params
+from hotdeploy.errors import KnownFailure, Outage
 from hotdeploy.fleetstate import record_of
+from hotdeploy.ingress import left_open
 from hotdeploy.rollout import may_continue, plan_waves
 from tasks.hosts import HostFailed, HostOutcome
 from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress, revoke_rules_of_dead_runs,
@@ -25,13 +28,25 @@ from tasks.store import put_environment_record, read_text
 PROGRESS_EVERY_S = 1.0
 
 
-class FleetFailed(RuntimeError):
-    def __init__(self, outcomes: list[HostOutcome]):
+class FleetFailed(KnownFailure, RuntimeError):
+    def __init__(self, outcomes: list[HostOutcome], left: list[str] = ()):
         bad = [o for o in outcomes if not o.ok and o.result != "not started"]
         held = [o for o in outcomes if o.result == "not started"]
         super().__init__(f"{len(bad)} of {len(outcomes)} host(s) did not finish: " +
                          "; ".join(f"{o.host}: {o.result}: {o.detail}" for o in bad) +
-                         (f"; {len(held)} host(s) not started ({', '.join(o.host for o in held)})" if held else ""))
+                         (f"; {len(held)} host(s) not started ({', '.join(o.host for o in held)})" if held else "") +
+                         "".join(f"; and {x}" for x in left))
+        self.outcomes = outcomes
+
+
+class CleanupFailed(Outage, RuntimeError):
+    """Every host finished, but what follows them (the record, the revoke)
+    failed on S3 or EC2: said with what the hosts did and what is left."""
+    def __init__(self, outcomes: list[HostOutcome], left: list[str]):
+        done = {}
+        for o in outcomes:
+            done[o.result] = done.get(o.result, 0) + 1
+        super().__init__(", ".join(f"{n} host(s) {r}" for r, n in done.items()) + "; but " + "; and ".join(left))
         self.outcomes = outcomes
 
 
@@ -165,15 +180,15 @@ class Recording:
     whole_fleet: bool = True
 
 
-def _record(recording: Recording, title: str, run_id: str, outcomes: list[HostOutcome]) -> None:
+def _record(recording: Recording, title: str, run_id: str, outcomes: list[HostOutcome]) -> str | None:
     """Rewrite the environment record from what the nodes answered in this
     run (merged with the last record for hosts it could not read). A failure
-    here is logged, never raised: the hosts' outcomes come first."""
+    here is returned, never raised: the hosts' outcomes come first."""
     import json
     from datetime import datetime, timezone
     log = get_run_logger()
+    key = layout.environment_key(recording.app, recording.environment)
     try:
-        key = layout.environment_key(recording.app, recording.environment)
         text = read_text(recording.store, key)
         try:
             before = json.loads(text) if text else None
@@ -186,9 +201,26 @@ def _record(recording: Recording, title: str, run_id: str, outcomes: list[HostOu
                            datetime.now(timezone.utc).isoformat(timespec="seconds"), seen,
                            before if isinstance(before, dict) else None, recording.whole_fleet)
         put_environment_record(recording.store, recording.app, recording.environment, record)
+        return None
     except Exception as e:
-        log.error("could not record what runs on %s in the store: %s (the next fleet flow records it)",
-                  recording.environment, e)
+        why = (f"what runs on {recording.environment} could not be recorded in the store ({e}): the next fleet "
+               "flow on it (status is enough) records it from the hosts")
+        log.error("%s", why)
+        return why
+
+
+def _revoke(env: DeployEnvironment, rule, hosts_done: bool) -> str | None:
+    """Revoke RULE; once the hosts are done, a failure is returned (the run
+    says it with the hosts' outcomes), never raised."""
+    try:
+        revoke_ingress(env, rule)
+        return None
+    except Exception as e:
+        if not hosts_done or rule is None:
+            raise
+        why = left_open(rule, env.security_group_id, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        get_run_logger().error("%s", why)
+        return why
 
 
 def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, note: str = "",
@@ -197,28 +229,36 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
     """PER_HOST(env=, host=, run_id=, **args) on every host, within a temporary
     tcp/22 rule that is revoked whatever happens. Raises FleetFailed after all
     hosts finished if any did not end where it should. With RECORDING, what
-    the nodes answered is recorded in the store (before the revoke)."""
+    the nodes answered is recorded in the store (before the revoke). When S3
+    or EC2 fail after the hosts finished, the run still ends saying what each
+    host did, and what was left: no record (the next run writes it), a rule
+    open until its expiry."""
     log = get_run_logger()
     run_id = current_run_id()
     rule = None
     outcomes: list[HostOutcome] = []
+    left: list[str] = []
     try:
         revoke_rules_of_dead_runs(env, run_id)   # called under the environment's lock: any other run's rule is dead
         rule = authorize_ingress(env, deployer_cidr(env, hosts[0]), run_id)
         outcomes = _map_bounded(env, hosts, per_host, args, run_id, title, rollout)
     finally:
         # The per-host outcomes are shown first: an error in the cleanup
-        # (EC2 unreachable at revoke) must not hide what happened on the hosts.
+        # (EC2 unreachable at revoke) must not hide what happened on the hosts,
+        # nor the error that stopped the run before they finished.
+        failing = sys.exc_info()[1] is not None
         if outcomes:
             _summary(env, title, note, outcomes)
             for o in outcomes:
                 log.info("%s: %s -> %s: %s (%s)", o.host, o.from_version or "nothing", o.to_version, o.result,
                          o.detail)
             if recording:
-                _record(recording, title, run_id, outcomes)
-        revoke_ingress(env, rule)
+                left += [w for w in [_record(recording, title, run_id, outcomes)] if w]
+        left += [w for w in [_revoke(env, rule, bool(outcomes) or failing)] if w]
     if note:
         log.warning("%s", note) if note.startswith("UNREHEARSED") else log.info("%s", note)
     if any(not o.ok for o in outcomes):
-        raise FleetFailed(outcomes)
+        raise FleetFailed(outcomes, left)
+    if left:
+        raise CleanupFailed(outcomes, left)
     return outcomes

@@ -19,8 +19,10 @@ from .fleet import check_deploy, current_run_id, revoke_this_runs_rules
 from .rollback import rollback
 from .outcome import explained
 
+from hotdeploy.errors import KnownFailure
 
-class RehearsalFailed(RuntimeError):
+
+class RehearsalFailed(KnownFailure, RuntimeError):
     pass
 
 

@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import DEFAULT_STORE_BLOCK, load_docker_host, load_package_store
 from hotdeploy import layout, params
 from hotdeploy.appup import parse_modinfo, plan_appups
+from hotdeploy.errors import KnownFailure
 from hotdeploy.fleetstate import choose_predecessors, versions_in_use
 from hotdeploy.layout import parse_checksum
 from hotdeploy.manifest import build_manifest, manifest_bytes
@@ -25,7 +26,7 @@ from tasks.workspace import (check_protocols, describe_app, make_upgrade_package
 from .outcome import explained
 
 
-class NoUpgradePath(ValueError):
+class NoUpgradePath(KnownFailure, ValueError):
     pass
 
 

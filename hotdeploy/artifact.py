@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .erlterm import Atom, ErlangSyntaxError, consult
+from .errors import Refusal
 
 
-class ArtifactError(ValueError):
+class ArtifactError(Refusal, ValueError):
     pass
 
 

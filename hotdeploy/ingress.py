@@ -87,3 +87,12 @@ def check_cidr(cidr: str) -> str:
     if net.version != 4:
         raise ValueError(f"deployer CIDR {cidr} is not IPv4")
     return str(net)
+
+
+def left_open(rule: Rule, group_id: str, why: str) -> str:
+    """What to tell when RULE could not be revoked: which rule, until when
+    it was meant to live, and who revokes it."""
+    parsed = parse_description(rule.description)
+    until = f"until {parsed[1]:%Y-%m-%d %H:%M} UTC (its expiry)" if parsed else "with no expiry"
+    return (f"the SSH rule tcp/{rule.port} from {rule.cidr} on {group_id} could not be revoked ({why}): it stays "
+            f"open {until}, unless the next run on this environment or the sweep-ingress flow revokes it first")

@@ -24,15 +24,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .params import app_name
 from .versions import Version
 
-_APP = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def check_app_name(app: str) -> str:
-    if not _APP.fullmatch(app or ""):
-        raise ValueError(f"invalid application name {app!r}: expected an Erlang atom like example_app")
-    return app
+    """The one rule for a release name (hotdeploy/params.py): it is an S3
+    folder, a path on hosts and an atom in the node."""
+    return app_name(app)
 
 
 def tarball_key(app: str, vsn: str) -> str:

@@ -5,6 +5,7 @@ import json
 from datetime import datetime
 
 from .artifact import ReleaseFacts
+from .errors import Refusal
 
 
 def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, sha256: str, kind: str = "rebar3",
@@ -40,7 +41,7 @@ def manifest_bytes(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
 
-class ManifestError(ValueError):
+class ManifestError(Refusal, ValueError):
     pass
 
 

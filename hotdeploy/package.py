@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import Refusal
 
-class PackageError(ValueError):
+
+class PackageError(Refusal, ValueError):
     pass
 
 

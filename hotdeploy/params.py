@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from .errors import Refusal
 from .versions import InvalidVersion, Version
 
 MAX_VERSION_CHARS = 64
@@ -16,7 +17,7 @@ _BLOCK = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")      # Prefect block names: lowe
 _WAVE = re.compile(r"([1-9][0-9]{0,5})(%?)")
 
 
-class BadParameter(ValueError):
+class BadParameter(Refusal, ValueError):
     pass
 
 

@@ -1,8 +1,10 @@
 """Whether a version may go to an environment that requires rehearsal (pure)."""
 from __future__ import annotations
 
+from .errors import Refusal
 
-class Unrehearsed(PermissionError):
+
+class Unrehearsed(Refusal, PermissionError):
     pass
 
 

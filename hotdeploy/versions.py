@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+from .errors import Refusal
+
 _SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 
 
-class InvalidVersion(ValueError):
+class InvalidVersion(Refusal, ValueError):
     pass
 
 

@@ -4,9 +4,12 @@ timeouts and bounded retries, so an endpoint that accepts connections and
 never answers fails in seconds instead of hanging a flow for minutes."""
 from __future__ import annotations
 
+import functools
 import threading
+from typing import Callable
 
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 from prefect_aws import AwsCredentials
 
 CONNECT_TIMEOUT_S = 3
@@ -33,3 +36,23 @@ def client(credentials: AwsCredentials, service: str):
             held = (credentials, credentials.get_boto3_session().client(service, **params))
             _clients[key] = held
         return held[1]
+
+
+def naming(outage: type[Exception], who: Callable[[object], str]):
+    """Decorate a function whose first argument says where it calls (a
+    store, an environment): a transport failure (no answer, refused, timed
+    out) becomes OUTAGE naming that system, WHO(first argument); a bare
+    botocore error says only an URL. The task's retries still apply."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(first, *args, **kwargs):
+            try:
+                return fn(first, *args, **kwargs)
+            except BotoCoreError as e:
+                raise outage(f"{who(first)} did not answer: {e}") from None
+        return call
+    return wrap
+
+
+def endpoint(credentials) -> str:
+    return credentials.aws_client_parameters.endpoint_url or "AWS"

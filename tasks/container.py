@@ -11,6 +11,7 @@ import io
 import re
 import tarfile
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -23,14 +24,17 @@ from prefect_docker import DockerHost
 
 from hotdeploy import project as commands
 from hotdeploy.artifact import read_rel
+from hotdeploy.errors import KnownFailure
 from hotdeploy.project import Project, vm_args_node_name
 from hotdeploy.report import failing_tests
+
+from .retry import retrying
 
 ERLANG_HELPERS = Path(__file__).parent / "erlang"
 TAIL_LINES = 30
 
 
-class ContainerFailed(RuntimeError):
+class ContainerFailed(KnownFailure, RuntimeError):
     """The command ran and exited non-zero: a verdict, not a flake; never retried.
     CAUSE is the one line a run's final state shows (the failing tests)."""
 
@@ -39,18 +43,11 @@ class ContainerFailed(RuntimeError):
         self.cause = cause or message.splitlines()[0]
 
 
-def _engine_flake(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except ContainerFailed:
-        return False
-    except Exception:
-        return True
-    return False
-
-
-ENGINE_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_engine_flake,
-                      cache_policy=NO_CACHE)
+# Container runs take minutes: an engine flake is retried twice, whatever
+# the time; a command's own failure (ContainerFailed) never is.
+ENGINE_RETRIES = retrying(delays=(2, 10), attempt_s=0, budget_s=float("inf"))
+# A test or build that runs longer is stopped and fails the release.
+CONTAINER_TIMEOUT_S = 1800
 
 
 @dataclass(frozen=True)
@@ -161,11 +158,12 @@ def _fetch_output(container, workspace: Path, path: str, what: str) -> int:
 
 
 def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path, command: str,
-                  what: str, outputs: tuple[str, ...] = ()) -> str:
+                  what: str, outputs: tuple[str, ...] = (), timeout_s: float = CONTAINER_TIMEOUT_S) -> str:
     """One container run: a copy of WORKSPACE at /build and the Erlang helpers
     at /hotdeploy, no network; then the OUTPUTS (paths under the workspace)
     are copied back. Nothing is shared with the engine's filesystem. Returns
-    the log; raises ContainerFailed with the log tail on a non-zero exit."""
+    the log; raises ContainerFailed with the log tail on a non-zero exit, or
+    when the run outlasts TIMEOUT_S (the container is killed)."""
     log = get_run_logger()
     client = docker_host.get_client()
     container = client.containers.create(image.tag, ["sh", "-ec", command], network_mode="none",
@@ -175,6 +173,10 @@ def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path,
         sent = _send_workspace(container, workspace)
         log.info("%s: workspace sent to the engine (%.1f MB, %.2f s)", what, sent / 1e6, time.monotonic() - t0)
         container.start()
+        killed = threading.Event()
+        watchdog = threading.Timer(timeout_s, lambda: (killed.set(), container.kill()))
+        watchdog.daemon = True
+        watchdog.start()
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         lines = []
         for raw in container.logs(stream=True, follow=True):
@@ -184,6 +186,10 @@ def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path,
                 tail.append(line)
                 log.info("%s | %s", what, line)
         code = container.wait()["StatusCode"]
+        watchdog.cancel()
+        if killed.is_set():
+            raise ContainerFailed(f"{what} did not finish within {timeout_s:g} s: the container was stopped; "
+                                  "last lines:\n" + "\n".join(tail), f"{what} did not finish within {timeout_s:g} s")
         if code == 0 and outputs:
             t0 = time.monotonic()
             received = sum(_fetch_output(container, workspace, path, what) for path in outputs)

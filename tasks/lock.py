@@ -18,12 +18,14 @@ from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectNotFound
 
+from hotdeploy.errors import Refusal
+
 LEASE_SECONDS = 60          # renewed by the holder; a killed holder frees it ~LEASE + 15 s later
 # environment -> the flow run holding its lock, in this run and the flows it calls
 _held: contextvars.ContextVar[tuple] = contextvars.ContextVar("hotdeploy_env_locks", default=())
 
 
-class EnvironmentBusy(TimeoutError):
+class EnvironmentBusy(Refusal, TimeoutError):
     pass
 
 

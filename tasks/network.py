@@ -11,20 +11,29 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.environment import DeployEnvironment
 from hotdeploy import ingress
+from hotdeploy.errors import Outage, Refusal
 from hotdeploy.ingress import Rule
 
 from . import aws
 from .remote import Host
+from .retry import retrying
 
-EC2_RETRIES = dict(retries=3, retry_delay_seconds=[1, 3, 8], cache_policy=NO_CACHE)
+EC2_RETRIES = retrying(delays=(1, 3, 8))
 
 
-class NoHosts(LookupError):
+class NoHosts(Refusal, LookupError):
+    pass
+
+
+class Ec2Unreachable(Outage, RuntimeError):
     pass
 
 
 def _ec2(env: DeployEnvironment):
     return aws.client(env.aws_credentials, "ec2")
+
+
+_ec2_call = aws.naming(Ec2Unreachable, lambda env: f"EC2 ({aws.endpoint(env.aws_credentials)})")
 
 
 def hosts_from_reservations(reservations: list[dict], address: str) -> list[Host]:
@@ -40,6 +49,7 @@ def hosts_from_reservations(reservations: list[dict], address: str) -> list[Host
 
 
 @task(**EC2_RETRIES)
+@_ec2_call
 def discover_hosts(env: DeployEnvironment) -> list[Host]:
     filters = [{"Name": "tag:Environment", "Values": [env.environment_tag]},
                {"Name": "tag:Role", "Values": [env.role_tag]},
@@ -82,6 +92,7 @@ def _revoke(env: DeployEnvironment, rule: Rule) -> None:
 
 
 @task(**EC2_RETRIES)
+@_ec2_call
 def authorize_ingress(env: DeployEnvironment, cidr: str, run_id: str) -> Rule | None:
     """Open tcp/22 from CIDR for RUN_ID. A rule RUN_ID made already (this
     task retried after a lost answer) is returned as ours; a rule of anyone
@@ -113,6 +124,7 @@ def authorize_ingress(env: DeployEnvironment, cidr: str, run_id: str) -> Rule | 
 
 
 @task(**EC2_RETRIES)
+@_ec2_call
 def revoke_ingress(env: DeployEnvironment, rule: Rule | None) -> None:
     """Revoke RULE if it is still ours (its description unchanged)."""
     if rule is None:
@@ -126,6 +138,7 @@ def revoke_ingress(env: DeployEnvironment, rule: Rule | None) -> None:
 
 
 @task(**EC2_RETRIES)
+@_ec2_call
 def revoke_rules_of_dead_runs(env: DeployEnvironment, run_id: str) -> list[Rule]:
     """Under the environment's lock, every rule of ours made by another run
     belongs to a run that is over (killed before its revoke): revoke them,
@@ -143,6 +156,7 @@ def revoke_rules_of_dead_runs(env: DeployEnvironment, run_id: str) -> list[Rule]
     return dead
 
 
+@_ec2_call
 def revoke_rules_of_run(env: DeployEnvironment, run_id: str) -> list[Rule]:
     """Every rule RUN_ID made (for the cancellation and crash hooks, which
     run outside any flow)."""

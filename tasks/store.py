@@ -7,46 +7,36 @@ the checksum stored in the object's metadata.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect_aws import S3Bucket
 
 from hotdeploy import layout
+from hotdeploy.errors import Outage, Refusal, Verdict
 
 from . import aws
+from .retry import retrying
 
-def _may_flake(task, task_run, state) -> bool:
-    """Retry what the network can cause, never a verdict about the store's
-    contents (a garbage pointer, a missing or invalid object): retrying those
-    only delays the refusal."""
-    from hotdeploy.manifest import ManifestError
-    try:
-        state.result()
-    except (BadPointer, UnknownVersion, VersionExists, MissingObject, ManifestError, ValueError):
-        return False
-    except Exception:
-        return True
-    return False
-
-
-S3_RETRIES = dict(retries=3, retry_delay_seconds=[1, 4, 10], retry_condition_fn=_may_flake, cache_policy=NO_CACHE)
+S3_RETRIES = retrying()
 
 
 class StoreError(RuntimeError):
     pass
 
 
-class VersionExists(StoreError):
+class VersionExists(Refusal, StoreError):
     pass
 
 
-class MissingObject(StoreError):
+class MissingObject(Verdict, StoreError):
+    pass
+
+
+class StoreUnreachable(Outage, StoreError):
     pass
 
 
@@ -59,18 +49,8 @@ class Package:
     unpacked_bytes: int
 
 
-def _s3_call(fn):
-    """Name S3 in transport failures (no answer, refused, timed out): a bare
-    botocore error says only an URL. The task's retries still apply."""
-    @functools.wraps(fn)
-    def call(store: S3Bucket, *args, **kwargs):
-        try:
-            return fn(store, *args, **kwargs)
-        except BotoCoreError as e:
-            endpoint = store.credentials.aws_client_parameters.endpoint_url or "AWS"
-            raise StoreError(f"the package store (S3 bucket {store.bucket_name} at {endpoint}) did not "
-                             f"answer: {e}") from None
-    return call
+_s3_call = aws.naming(StoreUnreachable, lambda store: f"the package store (S3 bucket {store.bucket_name} at "
+                                                     f"{aws.endpoint(store.credentials)})")
 
 
 def _client(store: S3Bucket):
@@ -168,7 +148,7 @@ def put_new(store: S3Bucket, key: str, body: bytes | Path, content_type: str = "
     return digest
 
 
-class BadPointer(StoreError):
+class BadPointer(Refusal, StoreError):
     pass
 
 
@@ -239,7 +219,7 @@ def move_pointer(store: S3Bucket, app: str, vsn: str, read: Pointer) -> str:
                      "the pointer was not moved")
 
 
-class UnknownVersion(StoreError):
+class UnknownVersion(Refusal, StoreError):
     pass
 
 

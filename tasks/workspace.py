@@ -16,13 +16,14 @@ from prefect.cache_policies import NO_CACHE
 from hotdeploy import layout
 from hotdeploy.appup import AppupPlan
 from hotdeploy.artifact import ArtifactError, ReleaseFacts, check_release, read_rel
+from hotdeploy.errors import Refusal
 from hotdeploy.package import plan_upgrade_package
 from hotdeploy.project import Project, ProjectError, mix_project, rebar3_project
 
 from .store import sha256_file
 
 
-class AppConfigError(ValueError):
+class AppConfigError(Refusal, ValueError):
     pass
 
 

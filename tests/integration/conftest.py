@@ -75,6 +75,11 @@ def releases(docker_engine, prefect_server, moto_url, tmp_path_factory) -> Relea
 def copy_store(src: Released, moto_url: str, versions: list[str]) -> tuple[str, object, str]:
     """A new store holding copies of SRC's objects for VERSIONS (names), its
     pointer on the last: lets a test add or break releases without touching SRC."""
+    return copy_store_to(src, moto_url, versions)
+
+
+def copy_store_to(src: Released, moto_url: str, versions: list[str]) -> tuple[str, object, str]:
+    """copy_store on the S3 at MOTO_URL (another moto server, which a test may stop)."""
     block, client, bucket = new_store(moto_url)
     for name in versions:
         vsn = src.versions[name]

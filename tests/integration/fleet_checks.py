@@ -37,3 +37,23 @@ def beam_pid(host) -> int:
 def releases_on(host) -> list[str]:
     root = host.dir / "srv" / "example_app" / "releases"
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+def run_logs(flow_run_id) -> list[str]:
+    """Every log line of a flow run and its task runs, read from the Prefect API."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            lines, offset = [], 0
+            while True:
+                page = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                                              limit=200, offset=offset)
+                lines += [log.message for log in page]
+                if len(page) < 200:
+                    return lines
+                offset += 200
+    return asyncio.run(read())

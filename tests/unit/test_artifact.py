@@ -67,5 +67,5 @@ def test_store_layout():
     assert layout.parse_checksum(layout.checksum_line("a" * 64, "1.0.0")) == "a" * 64
     with pytest.raises(ValueError):
         layout.parse_checksum("")
-    with pytest.raises(ValueError, match="invalid application name"):
+    with pytest.raises(ValueError, match="is not a release name"):
         layout.check_app_name("shop; rm -rf /")
