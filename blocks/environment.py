@@ -48,6 +48,10 @@ class DeployEnvironment(Block):
                                                                         "on this environment to finish")
     connect_timeout_seconds: float = 10.0
     command_timeout_seconds: float = 120.0
+    install_timeout_seconds: float | None = Field(
+        default=None, gt=0, description="how long release_handler's install may take before the node program "
+                                        "goes back (it waits for an install that overran before it does); "
+                                        "empty: command_timeout_seconds")
     ingress_ttl_minutes: int = Field(default=30, ge=1, description="expiry written on our SSH rule")
     requires_rehearsal: bool = Field(default=False, description="refuse versions that did not pass rehearsal")
 

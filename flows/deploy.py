@@ -9,11 +9,11 @@ from prefect import flow
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from hotdeploy.rehearsal import rehearsal_gate
-from tasks.hosts import ReleaseToShip, upgrade_host
+from tasks.hosts import Published, UpgradePlan, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
 from tasks.store import (fetch_release, fetch_upgrade_package, read_manifest, read_rehearsal, resolve_version,
-                         unpacked_size)
+                         footprint)
 
 from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
 from .outcome import explained
@@ -49,11 +49,12 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     manifest = read_manifest(store, app, vsn)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
-        release = ReleaseToShip(app, vsn, manifest["sha256"], manifest.get("up_from", []), tarball,
-                                unpacked_bytes=unpacked_size(tarball))
-        release.package = fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp))
+        plan = UpgradePlan(Published(app, vsn, manifest["sha256"], tarball, footprint(tarball)),
+                           manifest.get("up_from", []),
+                           fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp)),
+                           manifest.get("supervisors", []))
         with environment_lock(environment, env.lock_timeout_seconds):
             outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "hot-deploy", note=note,
-                                    release=release, rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
+                                    plan=plan, rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
                                     recording=Recording(store, app, environment))
     return [o.as_row() for o in outcomes]

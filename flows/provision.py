@@ -8,7 +8,7 @@ from pathlib import Path
 from prefect import flow
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
-from tasks.hosts import ReleaseToShip, provision_one
+from tasks.hosts import Published, provision_one
 from tasks.lock import environment_lock
 from tasks.network import NoHosts, discover_hosts
 from tasks.store import fetch_release, read_manifest, resolve_version
@@ -39,7 +39,7 @@ def provision_host(app: str, environment: str, version: str = "latest", address:
     manifest = read_manifest(store, app, vsn)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-provision-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
-        release = ReleaseToShip(app, vsn, manifest["sha256"], [], tarball, kind=manifest.get("kind", "rebar3"))
+        release = Published(app, vsn, manifest["sha256"], tarball, kind=manifest.get("kind", "rebar3"))
         with environment_lock(environment, env.lock_timeout_seconds):
             hosts = [h for h in discover_hosts(env) if address in (None, h.address)]
             if not hosts:

@@ -11,7 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import DEFAULT_STORE_BLOCK, load_docker_host, load_package_store
 from hotdeploy import layout, params
-from hotdeploy.appup import parse_modinfo, plan_appups
+from hotdeploy.appup import declared_children, parse_modinfo, plan_appups
 from hotdeploy.errors import KnownFailure
 from hotdeploy.fleetstate import choose_predecessors, versions_in_use
 from hotdeploy.layout import parse_checksum
@@ -135,6 +135,8 @@ def release(
                     chosen.remove(prev)
             plan = plan_appups({p: report.previous.get(p, []) for p in chosen}, report.apps.get("new", []),
                                report.shipped)
+            for note in sorted({n for a in plan.appups for e in a.entries for n in e.notes}):
+                log.warning("appup: %s", note)
             write_appups(workspace, plan, report.src_dirs)
             tarball = build_release(engine, image, workspace, app.project, vsn, chosen)
 
@@ -156,7 +158,7 @@ def release(
                 appup=sorted({i for a in plan.appups for i in a.up}), builder_image=image.tag,
                 upgrade_package=package and {"from": package.upgrade_from, "sha256": package.sha256,
                                              "size": package.size, "libs": package.libs},
-                left_out=left_out)
+                left_out=left_out, supervisors=declared_children(report.apps.get("new", [])))
             put_new(store, layout.tarball_key(name, vsn), tarball, "application/gzip")
             if package:
                 put_new(store, layout.upgrade_package_key(name, vsn), package.path, "application/gzip")

@@ -11,7 +11,7 @@ from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from hotdeploy import layout
 from hotdeploy.hostplan import PER_HOST
 from hotdeploy.versions import Version
-from tasks.hosts import ReleaseToShip, upgrade_host
+from tasks.hosts import DowngradePlan, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
 from tasks.store import list_versions, read_manifest, read_text, resolve_version
@@ -56,10 +56,16 @@ def rollback(app: str, environment: str, to_version: str | None = None,
     else:
         target, ran_before = resolve_version(store, app, to_version), None
         reachable = [v for v in published if Version.parse(v) > Version.parse(target)][-MAX_VERSIONS_BACK:]
-    down_paths = {v: read_manifest(store, app, v).get("down_to", []) for v in reachable}
-    release = ReleaseToShip(app, target, "", [], None, down_paths, ran_before=ran_before)
+    manifests = {v: read_manifest(store, app, v) for v in reachable}
+    down_paths = {v: m.get("down_to", []) for v, m in manifests.items()}
+    # what each version a host may go back to declares (a rollback to a version
+    # older than every one reachable has its own manifest read too)
+    declared = {v: m.get("supervisors", []) for v, m in manifests.items()}
+    if target != PER_HOST and target not in declared:
+        declared[target] = read_manifest(store, app, target).get("supervisors", [])
+    plan = DowngradePlan(app, target, down_paths, ran_before or {}, declared)
     with environment_lock(environment, env.lock_timeout_seconds):
-        outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "rollback", release=release,
+        outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "rollback", plan=plan,
                                 rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
                                 recording=Recording(store, app, environment))
     rows = [o.as_row() for o in outcomes]

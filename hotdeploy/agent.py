@@ -1,20 +1,25 @@
-"""The per-host program that runs inside the running node (pure text work).
+"""The call of the node program (pure text work).
 
-`tasks/erlang/on_node.erl` is an Erlang expression sequence evaluated by the
-node itself through `erl_call -e` (a C program shipped in every release's
-ERTS: no VM boots on the host). It reads its parameters from one binding,
-`P = #{...},`, that `program` prepends; it answers one JSON object that
-`erl_call` prints as `{ok, "<json>"}` (the program keeps it printable
-ASCII, so the text between the quotes is the JSON itself).
+`tasks/erlang/hotdeploy_node.erl` is an Erlang module, compiled once per
+deploy on the worker (tasks/nodeprogram.py). A call sends, on the stdin of
+the release's own `erl_call -e` (a C program shipped in every release's
+ERTS: no VM boots on the host), an expression sequence that binds the
+parameters to `P`, loads the compiled module into the node
+(`code:load_binary`), calls `hotdeploy_node:run(P)` and deletes and purges
+the module again. The answer is one JSON object that `erl_call` prints as
+`{ok, "<json>"}` (the module keeps it printable ASCII, so the text between
+the quotes is the JSON itself).
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-PROGRAM = Path(__file__).resolve().parent.parent / "tasks" / "erlang" / "on_node.erl"
+SOURCE = Path(__file__).resolve().parent.parent / "tasks" / "erlang" / "hotdeploy_node.erl"
+MODULE = "hotdeploy_node"
 
 
 class Atom(str):
@@ -33,9 +38,11 @@ def term(value) -> str:
     (a list: what release_handler wants), Atom -> atom, Bin -> binary,
     bool -> true/false, None -> undefined, int/float, list -> list."""
     if isinstance(value, Atom):
-        if not _ATOM.match(value):
-            raise ValueError(f"not a plain Erlang atom: {value!r}")
-        return str(value)
+        if _ATOM.match(value):
+            return str(value)
+        if not value or len(value) > 255:
+            raise ValueError(f"not an Erlang atom: {value!r}")
+        return "'" + _string(value)[1:-1].replace("'", "\\'") + "'"   # quoted: 'Elixir.Shop.Sup
     if isinstance(value, Bin):
         return "<<" + _string(value) + "/utf8>>"
     if isinstance(value, bool):
@@ -68,9 +75,27 @@ def _string(text: str) -> str:
     return "".join(out)
 
 
-def program(params: dict, source: str | None = None) -> str:
-    """The text sent to `erl_call -e`: the parameters, then the program."""
-    return f"P = {term(params)},\n" + (source if source is not None else PROGRAM.read_text())
+# What the call answers when the module will not load in the node (a BEAM
+# compiled by a newer OTP than the node's): io_lib:format's ~0p, ~s.
+_LOAD_FAILED = json.dumps({"result": "failed", "step": "load",
+                           "detail": "the node program cannot be loaded in this node (~0p; the node runs OTP ~s): "
+                                     "compile it on the worker with the hosts' OTP release or an older one"})
+
+
+def program(params: dict, beam: bytes) -> str:
+    """The text sent to `erl_call -e`: the parameters, the compiled module
+    (BEAM bytes), its call, and its removal from the node."""
+    encoded = base64.b64encode(beam).decode()
+    return (f"P = {term(params)},\n"
+            f'HotdeployBeam = base64:decode(<<"{encoded}">>),\n'
+            f"_ = code:purge({MODULE}),\n"
+            f'case code:load_binary({MODULE}, "{MODULE}.erl", HotdeployBeam) of\n'
+            f"    {{module, {MODULE}}} ->\n"
+            f"        try {MODULE}:run(P) after code:delete({MODULE}), code:soft_purge({MODULE}) end;\n"
+            f"    {{error, HotdeployWhy}} ->\n"
+            f"        lists:flatten(io_lib:format({_string(_LOAD_FAILED)}, "
+            f"[HotdeployWhy, erlang:system_info(otp_release)]))\n"
+            "end.\n")
 
 
 class NodeUnreachable(RuntimeError):
@@ -103,3 +128,30 @@ class Health:
 
     def as_param(self) -> dict:
         return {"port": self.port, "path": self.path, "status": self.status, "body": Bin(self.body)}
+
+
+@dataclass(frozen=True)
+class Gate:
+    """How long the gate waits for the endpoint, how long it then watches
+    for error events (the soak), and how long an install may take."""
+    health: Health
+    timeout_s: float
+    soak_s: float
+    install_timeout_s: float
+
+    def as_params(self) -> dict:
+        return {"health": self.health.as_param(), "health_timeout_ms": int(self.timeout_s * 1000),
+                "soak_ms": int(self.soak_s * 1000), "install_timeout_ms": int(self.install_timeout_s * 1000)}
+
+    def upgrade_bound_s(self) -> float:
+        """The longest an upgrade call may take on the node: the install, a
+        wait for it if it overran (as long again, 30 s at least), the install
+        back, two gates, and room for the unpack and the rest."""
+        return (2 * self.install_timeout_s + max(self.install_timeout_s, 30) + 2 * (self.timeout_s + self.soak_s)
+                + 30)
+
+
+def call_params(op: str, root: str, rel: str, **extra) -> dict:
+    """The parameters of one call: the op, the release root, the release
+    (also the application the gate watches), and the op's own."""
+    return {"op": Atom(op), "root": root, "rel": rel, "app": Atom(rel), **extra}

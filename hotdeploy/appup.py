@@ -5,7 +5,11 @@ Given each application's modules in the previous release and in the new build
 supervisor), decide the release_handler instructions:
 
   changed, has code_change/3,4  -> {update, M, {advanced, []}, soft_purge, soft_purge, []}
-  changed supervisor            -> {update, M, supervisor}
+  changed supervisor            -> {update, M, supervisor}, and for the children its
+                                   init/1 declares (evaluated in the builder) that
+                                   come or go, release_handler's recipe, both ways:
+                                   terminate_child + delete_child first for a child
+                                   that goes, restart_child last for one that comes
   changed, other                -> {load_module, M, soft_purge, soft_purge, []}
   added                         -> {add_module, M}           (down: delete_module)
   removed                       -> {delete_module, M}        (down: add_module)
@@ -16,8 +20,19 @@ that still runs old code. Unchanged modules get no instruction.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """A supervisor module as the builder evaluated it: the name it
+    registers, the ids (Erlang term text) of the children its init/1
+    declares; children None when that could not be told (WHY)."""
+    name: str | None
+    children: tuple[str, ...] | None
+    simple: bool = False
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,7 @@ class Module:
     md5: str
     code_change: bool = False
     supervisor: bool = False
+    supervision: Supervision | None = None
 
 
 @dataclass(frozen=True)
@@ -41,10 +57,12 @@ class AppBuild:
 
 @dataclass(frozen=True)
 class AppupEntry:
-    """The instructions between one older app version and the new one."""
+    """The instructions between one older app version and the new one;
+    NOTES say what the appup could not express (the node handles it)."""
     from_vsn: str
     up: tuple[str, ...]
     down: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,21 +119,62 @@ def _change_instruction(m: Module) -> str:
     return f"{{load_module, {atom(m.name)}, soft_purge, soft_purge, []}}"
 
 
+def _apply(fun: str, sup: str, child: str) -> str:
+    return f"{{apply, {{supervisor, {fun}, [{atom(sup)}, {child}]}}}}"
+
+
+def _children_moves(old: Module, new: Module) -> tuple[list[str], list[str], list[str], list[str], str | None]:
+    """(up_first, up_last, down_first, down_last, note) for a changed
+    supervisor: the children it no longer declares are terminated and
+    deleted before its update; those it adds are started after it (a
+    supervisor's update adds a spec, never its process, and keeps specs it
+    no longer declares). Going down, the other way round."""
+    a, b = old.supervision, new.supervision
+    if a is None or b is None:
+        return [], [], [], [], None
+    if a.simple or b.simple:
+        return [], [], [], [], None
+    why = b.why if b.children is None else a.why if a.children is None else ""
+    if why or not a.name or a.name != b.name:
+        why = why or ("it registers no name the appup can address" if not (a.name and b.name)
+                      else f"its registered name changed ({a.name} -> {b.name})")
+        return [], [], [], [], (f"{new.name}: child changes are not in the appup ({why}); the node starts "
+                                "children the release adds and removes those it no longer declares")
+    added = [c for c in b.children if c not in a.children]
+    removed = [c for c in a.children if c not in b.children]
+    name = b.name
+
+    def stop(ids: list[str]) -> list[str]:
+        return [i for c in ids for i in (_apply("terminate_child", name, c), _apply("delete_child", name, c))]
+
+    def start(ids: list[str]) -> list[str]:
+        return [_apply("restart_child", name, c) for c in ids]
+    return stop(removed), start(added), stop(added), start(removed), None
+
+
 def entry_for(prev: AppBuild, new: AppBuild) -> AppupEntry:
     old, cur = prev.by_name(), new.by_name()
     added = sorted(set(cur) - set(old))
     removed = sorted(set(old) - set(cur))
     changed = sorted(n for n in set(cur) & set(old) if cur[n].md5 != old[n].md5)
-    # Added modules load first so changed code can call them; removed ones go last.
-    up = [f"{{add_module, {atom(n)}}}" for n in added]
+    up_first, up_last, down_first, down_last, notes = [], [], [], [], []
+    for n in changed:
+        if cur[n].supervisor:
+            uf, ul, df, dl, note = _children_moves(old[n], cur[n])
+            up_first += uf; up_last += ul; down_first += df; down_last += dl    # noqa: E702
+            notes += [note] if note else []
+    # Children that go stop first, before their modules go; added modules
+    # load first so changed code can call them; removed ones go last;
+    # children that come start last, once their code is there.
+    up = list(up_first) + [f"{{add_module, {atom(n)}}}" for n in added]
     up += [_change_instruction(cur[n]) for n in changed]
-    up += [f"{{delete_module, {atom(n)}}}" for n in removed]
+    up += [f"{{delete_module, {atom(n)}}}" for n in removed] + up_last
     # Going down, the same changes are made with the newer module's callbacks
     # (code_change({down, _}, ...) runs in the newer code), additions undone.
-    down = [f"{{add_module, {atom(n)}}}" for n in removed]
+    down = list(down_first) + [f"{{add_module, {atom(n)}}}" for n in removed]
     down += [_change_instruction(cur[n]) for n in changed]
-    down += [f"{{delete_module, {atom(n)}}}" for n in added]
-    return AppupEntry(prev.vsn, tuple(up), tuple(down))
+    down += [f"{{delete_module, {atom(n)}}}" for n in added] + down_last
+    return AppupEntry(prev.vsn, tuple(up), tuple(down), tuple(notes))
 
 
 def appup_for(prev: AppBuild | list[AppBuild], new: AppBuild) -> Appup:
@@ -192,6 +251,7 @@ def parse_modinfo(text: str) -> ModuleReport:
     report = ModuleReport()
     mods: dict[tuple[str, str], list[Module]] = {}
     vsns: dict[tuple[str, str], str] = {}
+    sups: dict[tuple[str, str, str], Supervision] = {}
     for line in text.splitlines():
         f = line.split("\t")
         if f[0] == "erts" and len(f) == 3:
@@ -209,6 +269,26 @@ def parse_modinfo(text: str) -> ModuleReport:
                 Module(f[3], f[4], "code_change" in flags, "supervisor" in flags))
         elif f[0] == "appup" and len(f) == 4:
             report.shipped[f[1]] = (f[2], tuple(v for v in f[3].split("\x1f") if v))
+        elif f[0] == "supervisor" and len(f) == 6:
+            sups[(f[1], f[2], f[3])] = _supervision(f[4], f[5])
     for (side, app), modules in mods.items():
+        modules = [replace(m, supervision=sups.get((side, app, m.name))) if m.supervisor else m for m in modules]
         report.apps.setdefault(side, []).append(AppBuild(app, vsns.get((side, app), ""), tuple(modules)))
     return report
+
+
+def _supervision(name: str, children: str) -> Supervision:
+    name_or_none = None if name == "-" else name
+    if children == "simple":
+        return Supervision(name_or_none, None, simple=True)
+    if children.startswith("?"):
+        return Supervision(name_or_none, None, why=children[1:])
+    return Supervision(name_or_none, tuple(c for c in children.split("\x1f") if c))
+
+
+def declared_children(apps: Iterable[AppBuild]) -> list[dict]:
+    """Each supervisor of APPS whose children are known: the manifest's
+    `supervisors`, which the node holds the running tree to."""
+    return [{"sup": m.name, "ids": list(m.supervision.children)}
+            for a in apps for m in a.modules
+            if m.supervision is not None and m.supervision.children is not None]

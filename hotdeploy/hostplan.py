@@ -24,6 +24,7 @@ class HostReleases:
     missing: tuple[str, ...] = ()         # files of the target release that are missing
     pid: int | None = None
     disk_free: int | None = None
+    block_size: int | None = None         # of the release root's file system
 
     def __post_init__(self):
         if self.running is None:
@@ -49,14 +50,41 @@ def from_inspect(facts: dict) -> HostReleases:
         boots = f"{script} (start script) / {start_erl} (start_erl.data)"
     return HostReleases(statuses, running=facts.get("running"), boots=boots,
                         missing=tuple(facts.get("target_missing", [])), pid=facts.get("os_pid"),
-                        disk_free=facts.get("disk_free"))
+                        disk_free=facts.get("disk_free"), block_size=facts.get("block_size"))
 
 
-def disk_shortfall(need: int, free: int | None) -> str | None:
-    """Why a transfer needing NEED bytes cannot go ahead, or None."""
-    if free is None or free >= need:
+# Room kept free beyond what an unpack needs (the node program keeps the
+# same): logs, crash reports, RELEASES rewrites.
+SPACE_MARGIN = 1 << 20
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a package takes on a host: the uploaded package itself, then
+    every file and directory it unpacks (sizes in bytes)."""
+    package_bytes: int
+    file_sizes: tuple[int, ...] = ()
+    directories: int = 0
+
+    def on_disk(self, block: int) -> int:
+        """Bytes on a file system of BLOCK-byte blocks (a file takes whole
+        blocks, a directory at least one), with SPACE_MARGIN."""
+        whole = sum(-(-size // block) * block for size in (self.package_bytes, *self.file_sizes))
+        return whole + self.directories * block + SPACE_MARGIN
+
+
+def disk_shortfall(footprint: Footprint, free: int | None, block: int | None) -> str | None:
+    """Why FOOTPRINT cannot go to a host with FREE bytes in BLOCK-byte blocks,
+    or None. Counted as the file system counts it: every file and directory
+    the package unpacks, in whole blocks, counted as new (what exists is not
+    unpacked again: the node counts that precisely before it unpacks)."""
+    if free is None:
         return None
-    return f"disk full: need {_mib(need)}, have {_mib(free)} free in the release root"
+    need = footprint.on_disk(block or 4096)
+    if free >= need:
+        return None
+    return (f"disk full: need {_mib(need)} (in {block or 4096}-byte blocks, with a {_mib(SPACE_MARGIN)} margin), "
+            f"have {_mib(free)} free in the release root")
 
 
 def use_upgrade_package(running: str | None, package_from: str | None) -> bool:
@@ -66,7 +94,7 @@ def use_upgrade_package(running: str | None, package_from: str | None) -> bool:
 
 
 def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
+    return f"{n / 2**20:.2f} MiB"
 
 
 class Action(str, Enum):

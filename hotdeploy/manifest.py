@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 
 from .artifact import ReleaseFacts
@@ -11,7 +12,7 @@ from .errors import Refusal
 def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, sha256: str, kind: str = "rebar3",
                    size: int, built_at: datetime, otp_release: str | None, git_commit: str | None,
                    appup: list[str], builder_image: str, upgrade_package: dict | None = None,
-                   left_out: dict[str, str] | None = None) -> dict:
+                   left_out: dict[str, str] | None = None, supervisors: list[dict] | None = None) -> dict:
     return {
         "app": release,
         "version": facts.version,
@@ -34,11 +35,19 @@ def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, s
         "builder_image": builder_image,
         # {"from", "sha256", "size", "libs"}: the package for hosts on `from`; None: full tarball only
         "upgrade_package": upgrade_package,
+        # [{"sup": module, "ids": [child id as Erlang term text]}]: what each supervisor of the
+        # release declares (evaluated in the builder); the node holds its tree to it
+        "supervisors": supervisors or [],
     }
 
 
 def manifest_bytes(manifest: dict) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+# A module name as the node will make it an atom: Erlang's plain ones and
+# Elixir's 'Elixir.Foo.Bar'.
+ATOM_TEXT = re.compile(r"[a-z][A-Za-z0-9_@]{0,120}|Elixir(\.[A-Z][A-Za-z0-9_]{0,60}){1,8}")
 
 
 class ManifestError(Refusal, ValueError):
@@ -88,6 +97,12 @@ def check_manifest(app: str, vsn: str, manifest) -> dict:
     versions("up_from", manifest.get("up_from", []))
     versions("down_to", manifest.get("down_to", []))
     sha256("sha256", manifest.get("sha256"))
+    sups = manifest.get("supervisors", [])
+    if not (isinstance(sups, list) and all(
+            isinstance(s, dict) and isinstance(s.get("sup"), str) and ATOM_TEXT.fullmatch(s["sup"])
+            and isinstance(s.get("ids"), list) and all(isinstance(i, str) and 0 < len(i) <= 200 for i in s["ids"])
+            for s in sups)):
+        raise bad("supervisors", f"holds {_shown(sups)}, not a list of {{sup, ids}}")
     package = manifest.get("upgrade_package")
     if package is not None:
         if not isinstance(package, dict):

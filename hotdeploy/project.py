@@ -13,6 +13,8 @@ from dataclasses import dataclass
 q = shlex.quote
 
 REBAR3, MIX = "rebar3", "mix"
+# Where the builder container has tasks/erlang (the helper escripts).
+HELPERS = "/hotdeploy"
 
 
 class ProjectError(ValueError):
@@ -107,11 +109,11 @@ def mix_project(mix_exs: str, where: str) -> Project:
     return Project(MIX, names[0], (app.group(1),))
 
 
-def set_version(project: Project, version: str) -> str:
+def set_version(project: Project, version: str, helpers: str = HELPERS) -> str:
     """Write VERSION into the project: rebar.config's release and every
     .app.src (an escript), or mix.exs's `version:` line."""
     if project.kind == REBAR3:
-        return f"escript /hotdeploy/set_version.escript {q(project.release)} {q(version)}"
+        return f"escript {q(helpers)}/set_version.escript {q(project.release)} {q(version)}"
     return (f"sed -i -E 's/^([[:space:]]*version:[[:space:]]*)\"[^\"]*\"/\\1\"{version}\"/' mix.exs && "
             f"grep -q '^[[:space:]]*version:[[:space:]]*\"{version}\"' mix.exs")
 
@@ -123,20 +125,20 @@ def _helper_env(project: Project) -> str:
     return f"HOTDEPLOY_BUILD={q(project.build_dir)} HOTDEPLOY_APPS={q(','.join(project.apps))} "
 
 
-def compile_and_inspect(project: Project, version: str, previous: list[str], out: str) -> str:
+def compile_and_inspect(project: Project, version: str, previous: list[str], out: str, helpers: str = HELPERS) -> str:
     compile_ = "rebar3 compile" if project.kind == REBAR3 else "MIX_ENV=prod mix compile"
     prev = "".join(f" {q(p)}" for p in previous)
-    return (f"{set_version(project, version)}\n{compile_}\n"
-            f"{_helper_env(project)}escript /hotdeploy/modinfo.escript {q(project.release)}{prev} > {q(out)}")
+    return (f"{set_version(project, version, helpers)}\n{compile_}\n"
+            f"{_helper_env(project)}escript {q(helpers)}/modinfo.escript {q(project.release)}{prev} > {q(out)}")
 
 
-def build_release(project: Project, version: str, previous: list[str]) -> str:
+def build_release(project: Project, version: str, previous: list[str], helpers: str = HELPERS) -> str:
     """Assemble the release, then a relup up from and down to every previous
     one (`rebar3 relup` and mix take one or none), then, for rebar3, its tarball
     (a mix release is packed by hotdeploy: mix's own tarball is refused by
     release_handler)."""
     rel, vsn = q(project.release), q(version)
-    relup = (f"{_helper_env(project)}escript /hotdeploy/relup.escript {rel} {vsn} "
+    relup = (f"{_helper_env(project)}escript {q(helpers)}/relup.escript {rel} {vsn} "
              f"{' '.join(q(p) for p in previous)}\n" if previous else "")
     if project.kind == REBAR3:
         return f"rebar3 release -n {rel}\n{relup}rebar3 tar -n {rel} -v {vsn}"

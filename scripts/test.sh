@@ -16,7 +16,7 @@ if [ $# -gt 0 ]; then
 fi
 
 # Split by measured time (pytest --durations), about even.
-a=(tests/unit tests/integration/test_benchmarks.py tests/integration/test_demo.py
+a=(tests/unit tests/node tests/integration/test_benchmarks.py tests/integration/test_demo.py
    tests/integration/test_locking.py tests/integration/test_rollout.py tests/integration/test_outages.py
    tests/integration/test_bad_input.py tests/integration/test_release.py tests/integration/test_elixir.py)
 b=(tests/integration/test_deploy.py tests/integration/test_deploy_refusals.py

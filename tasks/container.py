@@ -128,7 +128,7 @@ def _send_workspace(container, workspace: Path) -> int:
     with tempfile.TemporaryFile() as archive:
         with tarfile.open(fileobj=archive, mode="w") as tar:
             tar.add(workspace, arcname="build", filter=_as_root)
-            tar.add(ERLANG_HELPERS, arcname="hotdeploy", filter=_as_root)
+            tar.add(ERLANG_HELPERS, arcname=commands.HELPERS.strip("/"), filter=_as_root)
         size = archive.tell()
         archive.seek(0)
         container.put_archive("/", archive)

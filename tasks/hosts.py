@@ -22,27 +22,51 @@ from prefect.cache_policies import NO_CACHE
 from blocks.environment import DeployEnvironment
 from hotdeploy import agent
 from hotdeploy import commands as cmd
-from hotdeploy.agent import Atom, NodeUnreachable, ProgramFailed
-from hotdeploy.hostplan import (PER_HOST, Action, HostReleases, NodeDown, decide_upgrade, disk_shortfall,
+from hotdeploy.agent import Atom, Bin, NodeUnreachable, ProgramFailed
+from hotdeploy.hostplan import (PER_HOST, Action, Footprint, HostReleases, NodeDown, decide_upgrade, disk_shortfall,
                                 from_inspect, rollback_target, use_upgrade_package)
 from hotdeploy.project import Project
 
+from .nodeprogram import node_program
 from .remote import CommandTimeout, Connection, Host, RemoteError
 from .store import Package
 
 
-@dataclass
-class ReleaseToShip:
+@dataclass(frozen=True)
+class Published:
+    """A published release, fetched and checked on the worker."""
     app: str
     version: str
     sha256: str
-    up_from: list[str]
-    tarball: Path | None = None                          # None: nothing to push (rollback)
-    down_paths: dict[str, list[str]] | None = None       # rollback: running vsn -> versions its relup goes down to
-    unpacked_bytes: int = 0                              # room the tarball needs on a host (tarball + contents)
-    package: Package | None = None                       # the upgrade package, for hosts on package.upgrade_from
-    ran_before: dict[str, str] | None = None             # per-host rollback: host -> version it ran before (record)
+    tarball: Path
+    footprint: Footprint | None = None                   # what the tarball takes on a host
     kind: str = "rebar3"                                 # rebar3 | mix: the start script's commands differ
+
+
+@dataclass(frozen=True)
+class UpgradePlan:
+    """Every host to RELEASE.version, up through its relup (UP_FROM): the
+    upgrade PACKAGE to hosts on its base, the full tarball to others."""
+    release: Published
+    up_from: list[str]
+    package: Package | None = None
+    declared: list[dict] = field(default_factory=list)   # the manifest's `supervisors`
+
+    @property
+    def app(self) -> str:
+        return self.release.app
+
+
+@dataclass(frozen=True)
+class DowngradePlan:
+    """Every host down to TARGET (or, with PER_HOST, to what it ran before:
+    RAN_BEFORE, else its newest older release), through the relup of what it
+    runs (DOWN_PATHS: running version -> versions its relup goes down to)."""
+    app: str
+    target: str
+    down_paths: dict[str, list[str]]
+    ran_before: dict[str, str] = field(default_factory=dict)
+    declared: dict[str, list[dict]] = field(default_factory=dict)    # version -> its manifest's `supervisors`
 
 
 @dataclass
@@ -97,19 +121,22 @@ def _health(env: DeployEnvironment) -> dict:
 
 
 def _params(env: DeployEnvironment, app: str, op: str, **extra) -> dict:
-    return {"op": Atom(op), "root": env.release_root, "rel": app, "app": Atom(app), **extra}
+    return agent.call_params(op, env.release_root, app, **extra)
+
+
+def _gate(env: DeployEnvironment) -> agent.Gate:
+    health = agent.Health(env.app_port, env.health_path, env.health_status, env.health_body)
+    return agent.Gate(health, env.health_timeout_seconds, env.health_soak_seconds,
+                      env.install_timeout_seconds or env.command_timeout_seconds)
 
 
 def _gate_params(env: DeployEnvironment) -> dict:
-    return {"health": _health(env), "health_timeout_ms": int(env.health_timeout_seconds * 1000),
-            "soak_ms": int(env.health_soak_seconds * 1000),
-            "install_timeout_ms": int(env.command_timeout_seconds * 1000)}
+    return _gate(env).as_params()
 
 
 def _program_timeout(env: DeployEnvironment) -> int:
     """Install and gate, then possibly the way back with its own gate."""
-    once = env.command_timeout_seconds + env.health_timeout_seconds + env.health_soak_seconds
-    return int(2 * once + 30)
+    return int(_gate(env).upgrade_bound_s())
 
 
 def ask_node(conn: Connection, env: DeployEnvironment, params: dict, timeout: float | None = None,
@@ -119,7 +146,7 @@ def ask_node(conn: Connection, env: DeployEnvironment, params: dict, timeout: fl
     limit = int(timeout or 30)
     line = (before + " && " if before else "") + cmd.on_node(env.release_root, limit)
     try:
-        result = conn.run(line, timeout=limit + 5, stdin=agent.program(params))
+        result = conn.run(line, timeout=limit + 5, stdin=agent.program(params, node_program()))
     except CommandTimeout:
         raise RemoteError(f"{conn.host}: no answer from the node program within {limit + 5} s (link cut or "
                           f"node stuck); the node records each step in {env.release_root}/hotdeploy.log, and "
@@ -149,7 +176,7 @@ def _record_prefix(run_id: str) -> str:
     return f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} run={run_id}"
 
 
-def _push_package(conn: Connection, env: DeployEnvironment, release: ReleaseToShip, path: Path) -> None:
+def _push_package(conn: Connection, env: DeployEnvironment, release: Published, path: Path) -> None:
     part = cmd.upload_path(env.release_root, release.app, release.version)
     try:
         conn.put_file(str(path), part)
@@ -192,28 +219,30 @@ def _after_lost_answer(conn: Connection, env: DeployEnvironment, app: str, befor
 
 
 @task(task_run_name="upgrade-{host.name}", cache_policy=NO_CACHE)
-def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run_id: str) -> HostOutcome:
-    """Bring one host to release.version by hot upgrade (or downgrade, for a
-    rollback). Raises HostFailed, carrying the outcome, unless the host ends on
-    the target or was already there."""
+def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | DowngradePlan, run_id: str) -> HostOutcome:
+    """Bring one host to the plan's version by hot upgrade (or downgrade, for
+    a rollback). Raises HostFailed, carrying the outcome, unless the host ends
+    on the target or was already there."""
     log = get_run_logger()
-    outcome = HostOutcome(host.name, host.address, to_version=release.version)
+    going_down = isinstance(plan, DowngradePlan)
+    planned = plan.target if going_down else plan.release.version
+    outcome = HostOutcome(host.name, host.address, to_version=planned)
     conn = _connect(env, host, outcome)
     try:
-        state, facts = _timed(outcome, "preflight", inspect_node, conn, env, release.app,
-                              None if release.version == PER_HOST else release.version)
+        state, facts = _timed(outcome, "preflight", inspect_node, conn, env, plan.app,
+                              None if planned == PER_HOST else planned)
         outcome.from_version, outcome.pid_before = state.running, state.pid
         outcome.running, outcome.permanent = state.running, state.permanent   # until the node says otherwise
-        down_to = None if release.down_paths is None else release.down_paths.get(state.running or "", [])
-        target = release.version
+        down_to = plan.down_paths.get(state.running or "", []) if going_down else None
+        target = planned
         if target == PER_HOST:
-            target, why = rollback_target(state, (release.ran_before or {}).get(host.name), down_to or [])
+            target, why = rollback_target(state, plan.ran_before.get(host.name), down_to or [])
             log.info("%s: %s", host, why)
             if target is None:
                 outcome.result, outcome.detail = "refused", why
                 raise HostFailed(outcome)
             outcome.to_version = target
-        decision = decide_upgrade(state, target, release.up_from, down_to)
+        decision = decide_upgrade(state, target, [] if going_down else plan.up_from, down_to)
         log.info("%s: %s", host, decision.reason)
         if decision.action is Action.SKIP:
             outcome.result, outcome.detail = "already running", decision.reason
@@ -223,16 +252,21 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
             outcome.result, outcome.detail = "refused", decision.reason
             raise HostFailed(outcome)
         stage = ""
-        params = _params(env, release.app, "upgrade", vsn=target,
+        params = _params(env, plan.app, "upgrade", vsn=target,
                          previous=state.running if decision.action is Action.INSTALL else (state.permanent or ""),
                          mode=Atom("install" if decision.action is Action.INSTALL else "finish"),
                          record=_record_prefix(run_id), **_gate_params(env))
-        if decision.needs_transfer:
-            delta = release.package if use_upgrade_package(
-                state.running, release.package and release.package.upgrade_from) else None
-            path, sha256, need = ((delta.path, delta.sha256, delta.unpacked_bytes) if delta else
-                                  (release.tarball, release.sha256, release.unpacked_bytes))
-            short = disk_shortfall(need, state.disk_free)
+        declared = plan.declared.get(target) if going_down else plan.declared
+        if declared:
+            params["expected_children"] = [{"sup": Atom(s["sup"]), "ids": [Bin(i) for i in s["ids"]]}
+                                           for s in declared]
+        if decision.needs_transfer and not going_down:
+            release = plan.release
+            delta = plan.package if use_upgrade_package(
+                state.running, plan.package and plan.package.upgrade_from) else None
+            path, sha256, need = ((delta.path, delta.sha256, delta.footprint) if delta else
+                                  (release.tarball, release.sha256, release.footprint))
+            short = need and disk_shortfall(need, state.disk_free, state.block_size)
             if short:
                 outcome.result, outcome.detail = "failed", f"{short}; nothing transferred, nothing changed"
                 raise HostFailed(outcome)
@@ -242,7 +276,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
                      outcome.sent_bytes)
             stage = cmd.stage_package(env.release_root, release.app, release.version, sha256)
             params["package"] = cmd.package_name(release.app, release.version)
-        if release.down_paths is None:
+        if not going_down:
             staged = f"{env.release_root}/runtime.config.new"
             _timed(outcome, "config", conn.put_text, env.runtime_config.get_secret_value(), staged)
             params["config"] = staged
@@ -252,9 +286,9 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
         try:
             answer = _timed(outcome, "on node", ask_node, conn, env, params, _program_timeout(env), stage)
         except (RemoteError, NodeDown) as e:
-            answer = _after_lost_answer(conn, env, release.app, facts, e, run_id, target)
+            answer = _after_lost_answer(conn, env, plan.app, facts, e, run_id, target)
         if answer["result"] == "node_restarting":
-            answer = _after_lost_answer(conn, env, release.app, facts, RemoteError(answer.get("detail", "")),
+            answer = _after_lost_answer(conn, env, plan.app, facts, RemoteError(answer.get("detail", "")),
                                         run_id, target)
         outcome.node_seconds = dict(sorted(answer.get("steps", {}).items()))
         log.info("%s: on the node: %s", host,
@@ -264,11 +298,12 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
         outcome.permanent = answer.get("permanent")
         outcome.config = answer.get("config")
         if answer["result"] == "done":
-            outcome.result = "downgraded" if release.down_paths is not None else "upgraded"
+            outcome.result = "downgraded" if going_down else "upgraded"
             outcome.detail = decision.reason + answer.get("detail", "")
             return outcome
         outcome.result = _RESULTS.get(answer["result"], "failed")
-        outcome.detail = f"{answer.get('detail', '')}"
+        outcome.detail = (f"{answer.get('step')}: " if answer.get("step") and outcome.result == "failed" else "") + \
+            f"{answer.get('detail', '')}"
         if outcome.result == "rolled back":
             log.warning("%s: %s", host, outcome.detail)
         raise HostFailed(outcome)
@@ -282,7 +317,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, release: ReleaseToShip, run
 
 
 @task(task_run_name="provision-{host.name}", cache_policy=NO_CACHE)
-def provision_one(env: DeployEnvironment, host: Host, release: ReleaseToShip, run_id: str) -> HostOutcome:
+def provision_one(env: DeployEnvironment, host: Host, release: Published, run_id: str) -> HostOutcome:
     """First install on a bare host (the seed's Ansible role + Upstart job):
     release root, unpacked release, runtime config, a systemd unit (enabled
     where systemd runs; otherwise the release starts as a daemon under a
@@ -348,7 +383,7 @@ def _prepare_first_boot(conn: Connection, env: DeployEnvironment, app: str, vsn:
     """The node program's first_boot op, in a VM booted for it (the node is
     not up yet): RELEASES, and a mix release's sys.config."""
     result = conn.run(cmd.on_fresh_vm(env.release_root), timeout=60,
-                      stdin=agent.program(_params(env, app, "first_boot", vsn=vsn)))
+                      stdin=agent.program(_params(env, app, "first_boot", vsn=vsn), node_program()))
     try:
         answer = agent.parse_answer(result.stdout)
     except (NodeUnreachable, ProgramFailed):

@@ -17,6 +17,7 @@ from prefect_aws import S3Bucket
 
 from hotdeploy import layout
 from hotdeploy.errors import Outage, Refusal, Verdict
+from hotdeploy.hostplan import Footprint
 
 from . import aws
 from .retry import retrying
@@ -46,7 +47,7 @@ class Package:
     path: Path
     sha256: str
     upgrade_from: str
-    unpacked_bytes: int
+    footprint: Footprint
 
 
 _s3_call = aws.naming(StoreUnreachable, lambda store: f"the package store (S3 bucket {store.bucket_name} at "
@@ -74,11 +75,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def unpacked_size(path: Path) -> int:
-    """Bytes a host needs to receive and unpack the package at PATH."""
+def footprint(path: Path) -> Footprint:
+    """What the package at PATH takes on a host: itself, and what it unpacks."""
     import tarfile
     with tarfile.open(path, "r:gz") as tar:
-        return path.stat().st_size + sum(m.size for m in tar.getmembers())
+        members = tar.getmembers()
+    return Footprint(path.stat().st_size, tuple(m.size for m in members if m.isfile()),
+                     sum(1 for m in members if m.isdir()))
 
 
 @task(**S3_RETRIES)
@@ -296,7 +299,7 @@ def fetch_upgrade_package(store: S3Bucket, app: str, vsn: str, published: dict |
     except MissingObject as e:
         get_run_logger().warning("%s; every host gets the full tarball", e)
         return None
-    return Package(path, published["sha256"], published["from"], unpacked_size(path))
+    return Package(path, published["sha256"], published["from"], footprint(path))
 
 
 @task(**S3_RETRIES)

@@ -4,7 +4,8 @@ and moto's server as S3 on 127.0.0.1.
 
 Prefect reads its settings when first imported, so the server's address is
 put in the environment in pytest_configure, before any test module imports
-prefect; the server itself is waited for only by tests that use it.
+prefect; the server starts once integration tests are collected and is
+waited for only by tests that use it.
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ def _free_port() -> int:
 
 
 def pytest_configure(config):
-    global _server
     home = Path(tempfile.mkdtemp(prefix="hotdeploy-prefect-"))
     port = _free_port()
     env = {
@@ -45,12 +45,22 @@ def pytest_configure(config):
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
     os.environ.update(env)
-    if os.environ.get("HOTDEPLOY_UNIT_ONLY"):
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The Prefect server starts (in the background, while the first tests
+    run) only when integration tests were collected: the unit tests and the
+    node program's tests need none."""
+    global _server
+    if os.environ.get("HOTDEPLOY_UNIT_ONLY") or _server is not None:
         return
-    log = open(home / "server.log", "w")
+    if not any("tests/integration/" in str(item.fspath) for item in items):
+        return
+    port = int(os.environ["PREFECT_API_URL"].rsplit(":", 1)[1].split("/")[0])
+    log = open(Path(os.environ["PREFECT_HOME"]) / "server.log", "w")
     from localfleet.services import prefect_server_cmd
     _server = subprocess.Popen(prefect_server_cmd(port), stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, **env}, start_new_session=True)
+                               env=dict(os.environ), start_new_session=True)
 
 
 def pytest_unconfigure(config):

@@ -9,6 +9,13 @@
 %%   appup  APP VSN UPFROM[<US>UPFROM...]      (an appup the project ships; a
 %%                                              regular expression as re:PATTERN;
 %%                                              <US> is the byte 16#1f)
+%%   supervisor SIDE APP MODULE NAME CHILDREN   (each supervisor module: the name
+%%                                              it registers (- if none found),
+%%                                              and the ids of the children its
+%%                                              init/1 declares, as Erlang terms
+%%                                              joined by <US>; `simple` for a
+%%                                              simple_one_for_one, `?WHY` when
+%%                                              init/1 could not be evaluated)
 %%   otp    new OTPRELEASE
 %% The build is under $HOTDEPLOY_BUILD (default _build/default, relx's); a mix
 %% project names its own applications in $HOTDEPLOY_APPS (comma-separated).
@@ -21,6 +28,7 @@ main([RelName | Rest]) ->
         AppVsn = app_vsn(filename:join(Ebin, App ++ ".app")),
         out(["app", "new", App, AppVsn, SrcDir]),
         modules("new", App, Ebin),
+        supervisors("new", App, Ebin),
         shipped_appup(App, filename:join(SrcDir, "ebin"))
     end, Own),
     [previous(RelName, Prev, [A || {A, _} <- Own]) || Prev <- Rest],
@@ -39,7 +47,8 @@ previous(RelName, Prev, Own) ->
             [begin
                  A = atom_to_list(element(1, T)), V = element(2, T),
                  out(["app", Side, A, V, "-"]),
-                 modules(Side, A, filename:join([Root, "lib", A ++ "-" ++ V, "ebin"]))
+                 modules(Side, A, filename:join([Root, "lib", A ++ "-" ++ V, "ebin"])),
+                 supervisors(Side, A, filename:join([Root, "lib", A ++ "-" ++ V, "ebin"]))
              end || T <- Apps, lists:member(atom_to_list(element(1, T)), Own)];
         Error ->
             io:format(standard_error, "error: cannot read ~s: ~p~n", [RelFile, Error]),
@@ -91,6 +100,83 @@ shipped_appup(App, Ebin) ->
             out(["appup", App, Vsn, string:join(From, [16#1f])]);
         _ -> ok
     end.
+
+%% Each supervisor module's registered name and declared children, evaluated
+%% here in the builder (never on a host): its init/1 is called with the
+%% arguments its own supervisor:start_link({local, Name}, ?MODULE, Args)
+%% passes, when they are a literal, with the app's ebin in the code path;
+%% every module that loaded is purged afterwards, so the next side (another
+%% version of the same modules) starts clean.
+supervisors(Side, App, Ebin) ->
+    Sups = [B || B <- lists:sort(filelib:wildcard(filename:join(Ebin, "*.beam"))), is_supervisor(B)],
+    Loaded = [M || {M, _} <- code:all_loaded()],
+    code:add_patha(Ebin),
+    try
+        [begin
+             Mod = list_to_atom(filename:basename(B, ".beam")),
+             {Name, Args} = start_call(B, Mod),
+             out(["supervisor", Side, App, atom_to_list(Mod), Name, children(Mod, Args)])
+         end || B <- Sups]
+    after
+        code:del_path(Ebin),
+        [begin code:purge(M), code:delete(M), code:purge(M) end
+         || {M, _} <- code:all_loaded(), not lists:member(M, Loaded)]
+    end.
+
+is_supervisor(Beam) ->
+    {ok, {_, [{attributes, Attrs}]}} = beam_lib:chunks(Beam, [attributes]),
+    lists:member(supervisor, proplists:get_value(behaviour, Attrs, []) ++ proplists:get_value(behavior, Attrs, [])).
+
+%% {NameText, {ok, Args} | none}: from the module's own start_link call.
+start_call(Beam, Mod) ->
+    case beam_lib:chunks(Beam, [abstract_code]) of
+        {ok, {_, [{abstract_code, {raw_abstract_v1, Forms}}]}} ->
+            Calls = [{N, A} || {call, _, {remote, _, {atom, _, supervisor}, {atom, _, start_link}},
+                                [{tuple, _, [{atom, _, local}, {atom, _, N}]}, {atom, _, M}, A]}
+                                   <- forms_calls(Forms), M =:= Mod],
+            case Calls of
+                [{N, A} | _] -> {atom_to_list(N), try {ok, erl_parse:normalise(A)} catch _:_ -> none end};
+                [] -> {"-", none}
+            end;
+        _ -> {"-", none}
+    end.
+
+%% Every call expression in FORMS, however deep.
+forms_calls(Forms) ->
+    lists:append([erl_syntax_lib_fold(F) || F <- Forms]).
+
+erl_syntax_lib_fold(T) when is_tuple(T) ->
+    Own = case T of {call, _, _, _} -> [T]; _ -> [] end,
+    Own ++ lists:append([erl_syntax_lib_fold(E) || E <- tuple_to_list(T)]);
+erl_syntax_lib_fold(L) when is_list(L) -> lists:append([erl_syntax_lib_fold(E) || E <- L]);
+erl_syntax_lib_fold(_) -> [].
+
+children(_, none) -> "?its start_link arguments are not a literal";
+children(Mod, {ok, Args}) ->
+    Self = self(),
+    {Pid, Ref} = spawn_monitor(fun() -> Self ! {self(), catch Mod:init(Args)} end),
+    receive
+        {Pid, {ok, {Flags, Specs}}} ->
+            erlang:demonitor(Ref, [flush]),
+            case strategy(Flags) of
+                simple_one_for_one -> "simple";
+                _ -> string:join([lists:flatten(io_lib:format("~0p", [child_id(S)])) || S <- Specs], [16#1f])
+            end;
+        {Pid, ignore} -> erlang:demonitor(Ref, [flush]), "";
+        {Pid, Other} -> erlang:demonitor(Ref, [flush]), "?init/1 returned " ++ short(Other);
+        {'DOWN', Ref, _, _, Why} -> "?init/1 failed: " ++ short(Why)
+    after 2000 -> exit(Pid, kill), "?init/1 did not return within 2 s"
+    end.
+
+strategy(#{strategy := S}) -> S;
+strategy(F) when is_map(F) -> one_for_one;
+strategy({S, _, _}) -> S.
+
+child_id(#{id := Id}) -> Id;
+child_id(T) when is_tuple(T) -> element(1, T).
+
+short(T) -> [case C of $\t -> $\s; $\n -> $\s; _ -> C end
+             || C <- lists:sublist(lists:flatten(io_lib:format("~0P", [T, 8])), 120)].
 
 flags([]) -> "-";
 flags(Fs) -> string:join([atom_to_list(F) || F <- Fs], ",").

@@ -104,3 +104,58 @@ def test_elixir_module_names_are_quoted_atoms():
     assert atom("example_app_web") == "example_app_web"
     assert atom("Elixir.ExampleEx.Counter") == "'Elixir.ExampleEx.Counter'"
     assert atom("it's") == "'it\\'s'"
+
+
+def _sup(md5: str, children, name="my_sup", why="") -> Module:
+    from hotdeploy.appup import Supervision
+    return Module("my_sup", md5, supervisor=True,
+                  supervision=Supervision(name, tuple(children) if children is not None else None, why=why))
+
+
+def test_a_supervisor_child_that_comes_starts_after_the_update_and_goes_first_on_the_way_down():
+    old = AppBuild("app", "1", (_sup("a", ["counter"]),))
+    new = AppBuild("app", "2", (_sup("b", ["counter", "ticker"]), Module("ticker", "t")))
+    entry = plan_appups([old], [new]).appups[0].entries[0]
+    assert entry.up == ("{add_module, ticker}", "{update, my_sup, supervisor}",
+                        "{apply, {supervisor, restart_child, [my_sup, ticker]}}")
+    assert entry.down == ("{apply, {supervisor, terminate_child, [my_sup, ticker]}}",
+                          "{apply, {supervisor, delete_child, [my_sup, ticker]}}",
+                          "{update, my_sup, supervisor}", "{delete_module, ticker}")
+    assert entry.notes == ()
+
+
+def test_a_supervisor_child_that_goes_is_stopped_before_its_module_goes_and_comes_back_going_down():
+    old = AppBuild("app", "1", (_sup("a", ["counter", "{ticker,1}"]), Module("ticker", "t")))
+    new = AppBuild("app", "2", (_sup("b", ["counter"]),))
+    entry = plan_appups([old], [new]).appups[0].entries[0]
+    assert entry.up == ("{apply, {supervisor, terminate_child, [my_sup, {ticker,1}]}}",
+                        "{apply, {supervisor, delete_child, [my_sup, {ticker,1}]}}",
+                        "{update, my_sup, supervisor}", "{delete_module, ticker}")
+    assert entry.down == ("{add_module, ticker}", "{update, my_sup, supervisor}",
+                          "{apply, {supervisor, restart_child, [my_sup, {ticker,1}]}}")
+
+
+def test_children_the_builder_could_not_evaluate_are_left_to_the_node_and_said():
+    old = AppBuild("app", "1", (_sup("a", ["counter"]),))
+    new = AppBuild("app", "2", (_sup("b", None, why="init/1 failed: badarg"),))
+    entry = plan_appups([old], [new]).appups[0].entries[0]
+    assert entry.up == ("{update, my_sup, supervisor}",)
+    assert entry.notes == ("my_sup: child changes are not in the appup (init/1 failed: badarg); the node starts "
+                           "children the release adds and removes those it no longer declares",)
+    unnamed = AppBuild("app", "2", (_sup("b", ["x"], name=None),))
+    assert "registers no name" in plan_appups([old], [unnamed]).appups[0].entries[0].notes[0]
+
+
+def test_modinfo_supervisor_lines_become_supervisions_and_the_declared_tree():
+    from hotdeploy.appup import declared_children
+    text = ("app\tnew\tapp\t2\t.\n"
+            "module\tnew\tapp\tmy_sup\tb\tsupervisor\n"
+            "module\tnew\tapp\tpool_sup\tc\tsupervisor\n"
+            "module\tnew\tapp\tworker\td\t-\n"
+            "supervisor\tnew\tapp\tmy_sup\tmy_sup\tcounter\x1f{ticker,1}\n"
+            "supervisor\tnew\tapp\tpool_sup\t-\tsimple\n")
+    [app] = parse_modinfo(text).apps["new"]
+    sup = app.by_name()["my_sup"].supervision
+    assert sup.name == "my_sup" and sup.children == ("counter", "{ticker,1}")
+    assert app.by_name()["pool_sup"].supervision.simple
+    assert declared_children([app]) == [{"sup": "my_sup", "ids": ["counter", "{ticker,1}"]}]

@@ -1,7 +1,8 @@
 """What to do with a host in each release state (pure)."""
 import pytest
 
-from hotdeploy.hostplan import Action, HostReleases, NodeDown, decide_upgrade, disk_shortfall, from_inspect
+from hotdeploy.hostplan import (SPACE_MARGIN, Action, Footprint, HostReleases, NodeDown, decide_upgrade,
+                               disk_shortfall, from_inspect)
 
 INSPECT = {"releases": [{"vsn": "1.1.0", "status": "current"}, {"vsn": "1.0.0", "status": "permanent"}],
            "running": "1.1.0", "start_script": "1.0.0", "start_erl": "1.0.0", "os_pid": 42,
@@ -69,10 +70,17 @@ def test_rollback_goes_down_only_where_the_running_relup_leads():
     assert "not installed" in decide_upgrade(fresh, "1.0.0", [], down_to=["1.0.0"]).reason
 
 
-def test_disk_shortfall_says_need_and_have():
-    assert disk_shortfall(10 << 20, 20 << 20) is None
-    assert disk_shortfall(10 << 20, None) is None
-    assert disk_shortfall(30 << 20, 20 << 20) == "disk full: need 30.0 MiB, have 20.0 MiB free in the release root"
+def test_disk_shortfall_counts_blocks_directories_and_a_margin():
+    # 13 small files: 96,871 bytes, but 13 blocks of 4 KiB at least; the package too
+    files = (30000, 20000, 15000, 10000, 8000, 5000, 3000, 2000, 1500, 1000, 800, 400, 171)
+    fp = Footprint(package_bytes=21_000, file_sizes=files, directories=4)
+    assert sum(files) == 96_871
+    need = fp.on_disk(4096)
+    assert need == (8 + 5 + 4 + 3 + 2 + 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1) * 4096 + 6 * 4096 + 4 * 4096 + SPACE_MARGIN
+    assert disk_shortfall(fp, need, 4096) is None
+    assert disk_shortfall(fp, None, None) is None
+    short = disk_shortfall(fp, 98_304, 4096)
+    assert short.startswith("disk full: need 1.") and "4096-byte blocks" in short and "have 0.09 MiB" in short
 
 
 def test_upgrade_package_only_for_hosts_on_its_base():

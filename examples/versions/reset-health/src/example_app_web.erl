@@ -1,0 +1,29 @@
+%% inets httpd callback: one call per request, no process lives in this module.
+%% reset-health: v2 whose version endpoint resets the connection (an RST, no
+%% answer), as a crashed proxy or a broken listener would: the gate must take
+%% the host back, whatever error the reset raises where it reads.
+-module(example_app_web).
+-export([do/1, greeting/1, version/0]).
+-include_lib("inets/include/httpd.hrl").
+
+do(#mod{method = "GET", request_uri = "/api/public/version", socket = Socket}) ->
+    _ = inet:setopts(Socket, [{linger, {true, 0}}]),
+    _ = gen_tcp:close(Socket),
+    {break, [{response, {already_sent, 200, 0}}]};
+do(#mod{method = "GET", request_uri = "/api/public/state"}) ->
+    reply(lists:flatten(example_app_counter:describe()));
+do(#mod{method = "GET", request_uri = "/"}) ->
+    reply(greeting(example_app_counter:hit()));
+do(_) ->
+    {proceed, [{response, {404, "not found\n"}}]}.
+
+version() ->
+    {ok, Vsn} = application:get_key(example_app, vsn),
+    Vsn.
+
+greeting(Hits) ->
+    {ok, Greeting} = application:get_env(example_app, greeting),
+    lists:flatten(io_lib:format("~s from example_app, hot-upgraded (visit ~b)~n", [Greeting, Hits])).
+
+reply(Body) ->
+    {proceed, [{response, {200, Body}}]}.
