@@ -54,6 +54,11 @@ class DeployEnvironment(Block):
                                         "empty: command_timeout_seconds")
     ingress_ttl_minutes: int = Field(default=30, ge=1, description="expiry written on our SSH rule")
     requires_rehearsal: bool = Field(default=False, description="refuse versions that did not pass rehearsal")
+    distribution: Literal["loopback", "cluster"] = Field(
+        default="loopback", description="loopback: each node's Erlang distribution and epmd listen on 127.0.0.1 "
+                                        "only (a release whose vm.args says otherwise is refused); cluster: the "
+                                        "nodes form a cluster over the hosts' network (their shared cookie is "
+                                        "the operator's, in each host's ~/.erlang.cookie)")
 
     @field_validator("wave_size")
     @classmethod

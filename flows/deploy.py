@@ -14,6 +14,7 @@ from tasks.lock import environment_lock
 from tasks.network import discover_hosts
 from tasks.store import (fetch_release, fetch_upgrade_package, read_manifest, read_rehearsal, resolve_version,
                          footprint)
+from tasks.workspace import refuse_unsafe_distribution
 
 from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
 from .outcome import explained
@@ -49,6 +50,7 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     manifest = read_manifest(store, app, vsn)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
+        refuse_unsafe_distribution(tarball, app, vsn, env.distribution == "cluster", environment)
         plan = UpgradePlan(Published(app, vsn, manifest["sha256"], tarball, footprint(tarball)),
                            manifest.get("up_from", []),
                            fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp)),

@@ -12,6 +12,7 @@ from tasks.hosts import Published, provision_one
 from tasks.lock import environment_lock
 from tasks.network import NoHosts, discover_hosts
 from tasks.store import fetch_release, read_manifest, resolve_version
+from tasks.workspace import refuse_unsafe_distribution
 
 from .fleet import Recording, check_deploy, revoke_this_runs_rules, run_on_fleet
 from .outcome import explained
@@ -39,6 +40,7 @@ def provision_host(app: str, environment: str, version: str = "latest", address:
     manifest = read_manifest(store, app, vsn)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-provision-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
+        refuse_unsafe_distribution(tarball, app, vsn, env.distribution == "cluster", environment)
         release = Published(app, vsn, manifest["sha256"], tarball, kind=manifest.get("kind", "rebar3"))
         with environment_lock(environment, env.lock_timeout_seconds):
             hosts = [h for h in discover_hosts(env) if address in (None, h.address)]

@@ -75,12 +75,18 @@ def unpack_first_release(root: str, tarball: str) -> str:
     return f"tar -xzf {q(tarball)} -C {q(root)}"
 
 
-def start_daemon(root: str, rel: str, timeout: int) -> str:
+# epmd, started by the node's first boot, listens on every interface unless
+# told otherwise: where the node's distribution is on loopback, so is epmd.
+EPMD_LOOPBACK = "ERL_EPMD_ADDRESS=127.0.0.1"
+
+
+def start_daemon(root: str, rel: str, timeout: int, loopback: bool = True) -> str:
     """`bin/<rel> daemon` waits forever when boot fails: bound it. Its output
     goes to a file: sshd holds the session open while any process keeps the
     channel's pipes. Started in the release root, as systemd starts it: the
     runtime config is named relative to it."""
-    return (f"cd {q(root)} && timeout {int(timeout)} {script(root, rel)} daemon "
+    env = f"{EPMD_LOOPBACK} " if loopback else ""
+    return (f"cd {q(root)} && {env}timeout {int(timeout)} {script(root, rel)} daemon "
             f"</dev/null >>{q(root)}/log/daemon.log 2>&1")
 
 
@@ -126,7 +132,7 @@ def append_log(root: str, line: str) -> str:
     return f"printf '%s\\n' {q(line)} >> {q(root)}/hotdeploy.log"
 
 
-def systemd_unit(root: str, rel: str, user: str, start: str = "foreground") -> str:
+def systemd_unit(root: str, rel: str, user: str, start: str = "foreground", loopback: bool = True) -> str:
     """The seed's Upstart job, as a systemd unit."""
     return (
         "[Unit]\n"
@@ -135,6 +141,7 @@ def systemd_unit(root: str, rel: str, user: str, start: str = "foreground") -> s
         "[Service]\n"
         f"User={user}\n"
         f"WorkingDirectory={root}\n"
+        + (f"Environment={EPMD_LOOPBACK}\n" if loopback else "") +
         f"ExecStart={root}/bin/{rel} {start}\n"
         f"ExecStop={root}/bin/{rel} stop\n"
         "Restart=on-failure\nRestartSec=5\n"

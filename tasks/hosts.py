@@ -356,14 +356,16 @@ def provision_one(env: DeployEnvironment, host: Host, release: Published, run_id
                  "with the runtime config" if answer.get("sys_config_made") else "names it (relx)")
         unit_path = f"{root}/{app}.service"
         start = Project(release.kind, app).start_command
-        conn.put_text(cmd.systemd_unit(root, app, env.ssh_user, start), unit_path, mode=0o644)
+        loopback = env.distribution == "loopback"
+        conn.put_text(cmd.systemd_unit(root, app, env.ssh_user, start, loopback), unit_path, mode=0o644)
         if conn.run(cmd.systemd_present()).exit_code == 0:
             conn.check(cmd.enable_unit(unit_path, f"{app}.service"), what="enable the systemd unit")
             started = "first install, started by its systemd unit"
         else:
             started = "first install, started as a daemon (no systemd)"
             log.info("%s: no systemd; starting the release as a daemon", host)
-            _timed(outcome, "start", conn.check, cmd.start_daemon(root, app, 60), None, "start the node")
+            _timed(outcome, "start", conn.check, cmd.start_daemon(root, app, 60, loopback), None,
+                   "start the node")
         answer = _timed(outcome, "gate", _gate_after_start, conn, env, app, vsn)
         if answer.get("result") != "done":
             raise RemoteError(f"{host}: {answer.get('detail')}")

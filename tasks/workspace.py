@@ -16,9 +16,10 @@ from prefect.cache_policies import NO_CACHE
 from hotdeploy import layout
 from hotdeploy.appup import AppupPlan
 from hotdeploy.artifact import ArtifactError, ReleaseFacts, check_release, read_rel
+from hotdeploy.distribution import RELX_DEFAULT, Distribution, read_vm_args, refuse_unsafe, vm_args_path
 from hotdeploy.errors import Refusal
 from hotdeploy.package import plan_upgrade_package
-from hotdeploy.project import Project, ProjectError, mix_project, rebar3_project
+from hotdeploy.project import MIX, Project, ProjectError, mix_project, rebar3_project
 
 from .store import sha256_file
 
@@ -32,6 +33,7 @@ class AppSource:
     path: Path
     project: Project   # rebar3 or mix, and the release it builds
     dockerfile: Path
+    distribution: Distribution | None = None   # as the release's vm.args will say
 
     @property
     def release(self) -> str:   # also the store's folder for it
@@ -59,7 +61,29 @@ def describe_app(app_dir: str | Path, dockerfile: str | None = None) -> AppSourc
     if not docker.is_file():
         raise AppConfigError(f"no builder Dockerfile at {docker}")
     layout.check_app_name(project.release)
-    return AppSource(path, project, docker)
+    where, text = _vm_args(path, project)
+    dist = read_vm_args(text)
+    # Whether the nodes may form a cluster is the environment's to say: the
+    # deploy checks loopback; a name and no cookie in the tarball, always.
+    refuse_unsafe(dist, project.release, where, cluster=True)
+    return AppSource(path, project, docker, dist)
+
+
+def _vm_args(path: Path, project: Project) -> tuple[str, str]:
+    """(where, text) of the vm.args the release will have: the file the
+    project names or relx/mix look for, else the build tool's default."""
+    if project.kind == MIX:
+        eex = path / "rel" / "vm.args.eex"
+        if eex.is_file():
+            return str(eex), eex.read_text()
+        return f"{path} (no rel/vm.args.eex: mix's default vm.args)", ""
+    named = vm_args_path((path / "rebar.config").read_text())
+    for candidate in ([named] if named else ["config/vm.args.src", "config/vm.args"]):
+        if (path / candidate).is_file():
+            return str(path / candidate), (path / candidate).read_text()
+    if named:
+        raise AppConfigError(f"rebar.config names vm.args {named}, which does not exist in {path}")
+    return (f"{path} (no config/vm.args: relx's default vm.args)", RELX_DEFAULT.format(rel=project.release))
 
 
 @task(cache_policy=NO_CACHE)
@@ -238,3 +262,17 @@ def export_git_ref(repo: str, ref: str) -> tuple[Path, str]:
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     get_run_logger().info("exported %s (%s) of %s", ref, commit[:12], repo)
     return dest, commit
+
+
+def refuse_unsafe_distribution(tarball: Path, app: str, vsn: str, cluster: bool, environment: str) -> None:
+    """Refuse a release whose vm.args (in its tarball) would expose the
+    node's distribution beyond what ENVIRONMENT allows (hotdeploy/distribution.py)."""
+    try:
+        with tarfile.open(tarball) as tar:
+            member = tar.extractfile(f"releases/{vsn}/vm.args")
+            text = member.read().decode(errors="replace") if member else ""
+    except KeyError:
+        text = ""
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ArtifactError(f"{tarball.name} is not a readable tarball: {e}") from None
+    refuse_unsafe(read_vm_args(text), app, f"{app} {vsn} for {environment} (releases/{vsn}/vm.args)", cluster)

@@ -29,14 +29,18 @@ def test_paths_with_spaces_and_quotes_are_quoted():
         "printf '%s\\n' 'to=1.2.3 result=upgraded' >> /srv/app/hotdeploy.log"
 
 
-def test_daemon_is_bounded_and_detached_from_the_session():
+def test_daemon_is_bounded_detached_from_the_session_and_keeps_epmd_on_loopback():
     assert cmd.start_daemon("/srv/app", "shop", 60) == \
-        "cd /srv/app && timeout 60 /srv/app/bin/shop daemon </dev/null >>/srv/app/log/daemon.log 2>&1"
+        "cd /srv/app && ERL_EPMD_ADDRESS=127.0.0.1 timeout 60 /srv/app/bin/shop daemon </dev/null " \
+        ">>/srv/app/log/daemon.log 2>&1"
+    assert "ERL_EPMD_ADDRESS" not in cmd.start_daemon("/srv/app", "shop", 60, loopback=False)
 
 
 def test_unit():
     unit = cmd.systemd_unit("/srv/app", "shop", "deploy")
     assert "ExecStart=/srv/app/bin/shop foreground" in unit and "User=deploy" in unit
+    assert "Environment=ERL_EPMD_ADDRESS=127.0.0.1\n" in unit
+    assert "ERL_EPMD_ADDRESS" not in cmd.systemd_unit("/srv/app", "shop", "deploy", loopback=False)
     assert "ExecStart=/srv/app/bin/shop start\n" in cmd.systemd_unit("/srv/app", "shop", "deploy", "start")
 
 
