@@ -67,7 +67,7 @@ def problems(dist: Distribution, rel: str, cluster: bool = False) -> list[str]:
     return found
 
 
-def refuse_unsafe(dist: Distribution, rel: str, where: str, cluster: bool = False) -> None:
+def refuse_unsafe(dist: Distribution, rel: str, where: str, cluster: bool = False, hint: str = "") -> None:
     """Raise DistributionRefused naming WHERE, each problem (all of them,
     loopback included, once one is refused), and the lines that make vm.args
     right."""
@@ -76,8 +76,8 @@ def refuse_unsafe(dist: Distribution, rel: str, where: str, cluster: bool = Fals
         lines = [line.format(rel=rel) for line in LOOPBACK_LINES]
         raise DistributionRefused(
             f"{where}: {'; '.join(found)}. Nothing was done. Use these lines in the release's vm.args (and no "
-            f"-setcookie): {' / '.join(lines)}" + ("" if cluster else "; an environment whose nodes form a "
-                                                   "cluster says so (distribution = cluster)"))
+            f"-setcookie): {' / '.join(lines)}" + (f" ({hint})" if hint else "") +
+            ("" if cluster else "; an environment whose nodes form a cluster says so (distribution = cluster)"))
 
 
 def vm_args_path(rebar_config: str) -> str | None:

@@ -65,7 +65,9 @@ def describe_app(app_dir: str | Path, dockerfile: str | None = None) -> AppSourc
     dist = read_vm_args(text)
     # Whether the nodes may form a cluster is the environment's to say: the
     # deploy checks loopback; a name and no cookie in the tarball, always.
-    refuse_unsafe(dist, project.release, where, cluster=True)
+    refuse_unsafe(dist, project.release, where, cluster=True,
+                  hint="in rel/vm.args.eex, with rel/env.sh.eex exporting RELEASE_DISTRIBUTION=none so that the "
+                       "start script adds no --sname of its own; README: Elixir apps" if project.kind == MIX else "")
     return AppSource(path, project, docker, dist)
 
 

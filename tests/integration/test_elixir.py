@@ -139,14 +139,15 @@ def test_an_elixir_project_with_hex_dependencies_is_refused_before_anything_runs
 
 def test_an_elixir_release_whose_node_has_no_name_in_vm_args_is_refused(make_store, tmp_path_factory):
     """mix's default: the start script passes its own --sname, which hotdeploy
-    cannot reach the node by; refused at the build, with what to add."""
+    cannot reach the node by; refused before anything is built, with what to add."""
     from flows.release import release
-    from tasks.container import ContainerFailed
+    from hotdeploy.distribution import DistributionRefused
     src = checkout(tmp_path_factory, "v1")
     (src / "rel" / "vm.args.eex").unlink()
     (src / "rel" / "env.sh.eex").unlink()
     block, client, bucket = make_store()
-    with pytest.raises(ContainerFailed, match=r"vm.args names no node.*rel/vm.args.eex"):
+    with pytest.raises(DistributionRefused, match=r"no rel/vm.args.eex.*names no node.*-name example_ex@127.0.0.1.*"
+                                                  r"RELEASE_DISTRIBUTION=none"):
         release(app_dir=str(src), store_block=block)
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
