@@ -30,6 +30,10 @@ class Bin(str):
     """A value written as an Erlang binary."""
 
 
+class Tuple(tuple):
+    """A value written as an Erlang tuple (lists and plain tuples are lists)."""
+
+
 _ATOM = re.compile(r"^[a-z][a-zA-Z0-9_@]*$")
 
 
@@ -57,6 +61,8 @@ def term(value) -> str:
         return _string(value)
     if isinstance(value, dict):
         return "#{" + ", ".join(f"{term(Atom(k))} => {term(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Tuple):
+        return "{" + ", ".join(term(v) for v in value) + "}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(term(v) for v in value) + "]"
     raise TypeError(f"no Erlang term for {type(value).__name__}")

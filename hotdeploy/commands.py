@@ -90,6 +90,30 @@ def start_daemon(root: str, rel: str, timeout: int, loopback: bool = True) -> st
             f"</dev/null >>{q(root)}/log/daemon.log 2>&1")
 
 
+def _unit_enabled(rel: str) -> str:
+    return f"systemctl is-enabled --quiet {q(rel + '.service')} 2>/dev/null"
+
+
+def stop_node(root: str, rel: str, pid: int | None, timeout: int) -> str:
+    """Stop the node the way it runs (its systemd unit, else its start
+    script), wait until its emulator (PID, as the node itself said) is gone,
+    and kill that process after TIMEOUT seconds (a restart deploy has drained
+    it already). Never by a process pattern: another node may match it."""
+    stop = (f"if {_unit_enabled(rel)}; then systemctl stop {q(rel + '.service')}; "
+            f"else {script(root, rel)} stop >/dev/null 2>&1 || true; fi")
+    if pid is None:
+        return stop
+    return (f"{stop}; for i in $(seq {int(timeout) * 10}); do kill -0 {int(pid)} 2>/dev/null || exit 0; "
+            f"sleep 0.1; done; kill -9 {int(pid)} 2>/dev/null; exit 0")
+
+
+def start_node(root: str, rel: str, timeout: int, loopback: bool = True) -> str:
+    """Start the node the way it was provisioned: its systemd unit where one
+    is enabled, else the release's daemon (bounded)."""
+    return (f"if {_unit_enabled(rel)}; then systemctl start {q(rel + '.service')}; "
+            f"else {start_daemon(root, rel, timeout, loopback)}; fi")
+
+
 def cookie_for_start_script(root: str) -> str:
     """The host's cookie as releases/COOKIE, which a mix start script passes
     to the node (relx's script leaves it to ~/.erlang.cookie)."""

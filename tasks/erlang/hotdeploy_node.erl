@@ -33,9 +33,21 @@
 %%%               space, the target's missing files, what the endpoint says.
 %%%   upgrade     [unpack] -> config -> install (not permanent) -> children
 %%%               -> gate -> permanent; or the way back.
-%%%   gate        the gate alone (after a first start).
+%%%   gate        the gate alone (after a start or a restart); it can close
+%%%               the record a prepare_restart began.
 %%%   first_boot  before a first start, in a VM of its own: RELEASES, and a
 %%%               mix release's sys.config.
+%%%   prepare_restart  in the running node, for a release that cannot be
+%%%               installed hot: the same checks and unpack as `upgrade`, the
+%%%               new runtime config, then the release made what boots
+%%%               (RELEASES, start_erl.data, the start script) without being
+%%%               installed; undone if any of it fails. The deployer then
+%%%               stops and starts the node and gates it.
+%%%   set_boot    make VSN what boots again, with its config: file operations
+%%%               only, so it also runs in a VM of its own when the new node
+%%%               does not come up (the way back of a restart).
+%%%   drain       before a restart: the app's drain function, or a GET of its
+%%%               drain path, then a wait.
 -module(hotdeploy_node).
 
 -export([run/1]).
@@ -46,7 +58,7 @@
 -type health() :: #{port := inet:port_number(), path := string(), status := pos_integer(),
                     body := binary()}.
 -type children() :: [#{sup := atom(), ids := [binary()]}].
--type params() :: #{op := inspect | upgrade | gate | first_boot,
+-type params() :: #{op := inspect | upgrade | gate | first_boot | prepare_restart | set_boot | drain,
                     root := string(), rel := string(), app := atom(),
                     vsn => vsn(), previous => vsn(), mode => install | finish,
                     target => vsn(), package => string(), config => string(),
@@ -54,7 +66,11 @@
                     health => health(), health_timeout_ms => non_neg_integer(),
                     soak_ms => non_neg_integer(), install_timeout_ms => pos_integer(),
                     boot_wait_ms => non_neg_integer(), expected_children => children(),
-                    fault => atom()}.
+                    fault => atom(), close => close(), drain_mfa => {atom(), atom(), list()},
+                    drain_path => string(), drain_ms => non_neg_integer()}.
+%% How a gate closes the record an earlier call began: the result written
+%% when it passes (done) and when it fails (failed; none: leave it open).
+-type close() :: #{slot := non_neg_integer(), from := vsn(), to := vsn(), done := atom(), failed := atom()}.
 -type answer() :: #{atom() => term()}.
 
 %% Room kept free beyond what an unpack or a permanence needs: logs, crash
@@ -72,12 +88,15 @@ run(P) ->
     put(hotdeploy_steps, []),
     put(hotdeploy_root, maps:get(root, P)),
     Answer = try
-                 maps:get(op, P) =:= first_boot orelse booted(P),
+                 lists:member(maps:get(op, P), [first_boot, set_boot]) orelse booted(P),
                  case maps:get(op, P) of
                      first_boot -> first_boot(P);
                      inspect -> inspect(P);
                      upgrade -> upgrade(P);
-                     gate -> gate_only(P)
+                     gate -> gate_only(P);
+                     prepare_restart -> prepare_restart(P);
+                     set_boot -> set_boot_op(P);
+                     drain -> drain(P)
                  end
              catch throw:{hotdeploy_fail, Step, Why} ->
                        #{result => failed, step => Step, detail => Why};
@@ -324,19 +343,7 @@ upgrade(P) ->
     Before = #{permanent => permanent(), script => script_vsn(script_path(P)), start_erl => start_erl_vsn(),
                tree => tree_ids(P)},
     Base = #{pid_before => list_to_integer(os:getpid()), from => str(running()), to => str(Vsn)},
-    %% Nothing changes before this block passed; what the deployer staged
-    %% for this call goes if it fails.
-    {Staged, Slot} = try
-                         Expected = case Mode of install -> Prev; finish -> Vsn end,
-                         case running() of
-                             Expected -> ok;
-                             Now -> fail(preflight, "the node runs ~s, not ~s as it did at preflight (another "
-                                         "deploy?): nothing done", [Now, Expected])
-                         end,
-                         S0 = step(config_check, P, fun() -> check_config(P) end),
-                         {S0, step(record, P, fun() -> record_begin(P, Prev, Vsn) end)}
-                     catch throw:Early -> drop_staged(P, Vsn), throw(Early)
-                     end,
+    {Staged, Slot} = begin_attempt(P, case Mode of install -> Prev; finish -> Vsn end, Prev, Vsn),
     Outcome = try
                   step(unpack, P, fun() -> unpack(P, Mode, Vsn) end),
                   change(P, Mode, Prev, Vsn, Staged, Before)
@@ -353,6 +360,22 @@ upgrade(P) ->
                                        config => config_hash()}),
     record_end(Slot, Prev, Vsn, Answer),
     Answer.
+
+%% The checks before anything changes: the node runs EXPECTED, as at
+%% preflight, and the staged runtime config is valid; then the attempt's
+%% record begins. Returns {the staged config, the record's slot}; on a
+%% failure, what the deployer staged for this call is removed.
+begin_attempt(P, Expected, Prev, Vsn) ->
+    try
+        case running() of
+            Expected -> ok;
+            Now -> fail(preflight, "the node runs ~s, not ~s as it did at preflight (another deploy?): nothing "
+                        "done", [Now, Expected])
+        end,
+        Staged = step(config_check, P, fun() -> check_config(P) end),
+        {Staged, step(record, P, fun() -> record_begin(P, Prev, Vsn) end)}
+    catch throw:Early -> drop_staged(P, Vsn), throw(Early)
+    end.
 
 %% The staged config and, unless VSN is unpacked already, the staged package.
 drop_staged(P, Vsn) ->
@@ -821,9 +844,15 @@ ignored() -> case get(hotdeploy_ignore) of undefined -> []; L -> L end.
 
 gate_only(P) ->
     watch_logs(),
-    try step(gate, P, fun() -> gate(P, maps:get(vsn, P)) end), #{result => done}
-    after unwatch_logs()
-    end.
+    Answer = try step(gate, P, fun() -> gate(P, maps:get(vsn, P)) end), #{result => done}
+             catch throw:{hotdeploy_fail, Step, Why} -> #{result => failed, step => Step, detail => Why}
+             after unwatch_logs()
+             end,
+    Facts = #{running => str(running()), permanent => opt(permanent()), boots => opt(boots(P)),
+              pid_after => list_to_integer(os:getpid()), config => config_hash()},
+    Closed = maps:merge(Facts, Answer),
+    close_record(P, Closed),
+    Closed.
 
 %% The tree is held to the declared one when VSN is the target: the way back
 %% has no declaration of the previous release (the tree check still applies).
@@ -1055,6 +1084,19 @@ slot_line(Text) ->
     Line = binary:part(Text, 0, min(byte_size(Text), ?SLOT - 1)),
     <<Line/binary, (binary:copy(<<" ">>, ?SLOT - 1 - byte_size(Line)))/binary, "\n">>.
 
+%% The record a prepare_restart began, closed by a later call (the gate of
+%% the new node, or of the old one on the way back).
+close_record(P, Answer) ->
+    case {maps:get(close, P, none), maps:get(record, P, none)} of
+        {#{slot := Slot, from := From, to := To} = Close, Prefix} when Prefix =/= none ->
+            Result = case maps:get(result, Answer) of
+                         done -> maps:get(done, Close);
+                         _ -> maps:get(failed, Close)
+                     end,
+            Result =:= none orelse record_end({Prefix, Slot}, From, To, Answer#{result => Result});
+        _ -> ok
+    end.
+
 record_end(none, _, _, _) -> ok;
 record_end({Prefix, Offset}, Prev, Vsn, Answer) ->
     Line = slot_line(iolist_to_binary(
@@ -1065,6 +1107,117 @@ record_end({Prefix, Offset}, Prev, Vsn, Answer) ->
         {ok, Fd} -> _ = file:pwrite(Fd, Offset, Line), file:close(Fd);
         _ -> ok
     end.
+
+%%====================================================================
+%% restarts: a release made what boots without being installed
+%%====================================================================
+
+-spec prepare_restart(params()) -> answer().
+prepare_restart(P) ->
+    Vsn = maps:get(vsn, P),
+    Prev = maps:get(previous, P),
+    Before = #{permanent => permanent(), script => script_vsn(script_path(P)), start_erl => start_erl_vsn()},
+    {Staged, Slot} = begin_attempt(P, Prev, Prev, Vsn),
+    Outcome = try
+                  step(unpack, P, fun() -> unpack(P, install, Vsn) end),
+                  try
+                      step(config, P, fun() -> install_config(P, install, Prev, Vsn, Staged),
+                                               keep_config(Vsn, true) end),
+                      step(boot, P, fun() -> mix_sys_config(P, Vsn, false), set_boot(P, Vsn) end),
+                      #{result => done}
+                  catch throw:{hotdeploy_fail, Step, Why} ->
+                      %% what boots and the config are what they were
+                      _ = (catch restore_config(Prev)),
+                      _ = (catch restore_boot_files(P, Before)),
+                      #{result => failed, step => Step,
+                        detail => iolist_to_binary([Why, "; what boots is ", opt_text(boots(P)), " again"])}
+                  end
+              catch throw:{hotdeploy_fail, Step0, Why0} ->
+                  drop_staged(P, Vsn),
+                  #{result => failed, step => Step0, detail => Why0}
+              end,
+    Answer = Outcome#{running => str(running()), boots => opt(boots(P)), permanent => opt(permanent()),
+                      pid_before => list_to_integer(os:getpid()), config => config_hash(),
+                      record_slot => case Slot of {_, Off} -> Off; none -> null end},
+    case maps:get(result, Outcome) of
+        done -> ok;          % the record stays open: the gate after the restart closes it
+        _ -> record_end(Slot, Prev, Vsn, Answer)
+    end,
+    Answer.
+
+%% VSN (and its kept config) what boots, in the node or in a VM of its own.
+-spec set_boot_op(params()) -> answer().
+set_boot_op(P) ->
+    Vsn = maps:get(vsn, P),
+    Restored = step(config, P, fun() -> restore_config(Vsn) end),
+    step(boot, P, fun() -> mix_sys_config(P, Vsn, false), set_boot(P, Vsn) end),
+    #{result => done, boots => opt(boots(P)), config_restored => Restored, config => config_hash()}.
+
+%% Make VSN what a start boots, by the files a start reads: RELEASES (VSN
+%% permanent, the permanent or current one old), start_erl.data (its ERTS
+%% and version), the start script (relx's bin/<rel>-<vsn> over bin/<rel>).
+set_boot(P, Vsn) ->
+    RelDir = filename:join(root(), "releases"),
+    Releases = case file:consult(filename:join(RelDir, "RELEASES")) of
+                   {ok, [Rs]} when is_list(Rs) -> Rs;
+                   Bad -> fail(boot, "releases/RELEASES is not readable (~s)", [explain(Bad)])
+               end,
+    %% unpack_release keeps the release's ERTS there (it removes the .rel)
+    Erts = case lists:keyfind(Vsn, 3, Releases) of
+               {release, _, Vsn, E, _, _} -> E;
+               false -> fail(boot, "~s is not unpacked on the host (not in RELEASES)", [Vsn])
+           end,
+    Updated = [case R of
+                   {release, _, Vsn, _, _, _} -> setelement(6, R, permanent);
+                   {release, _, _, _, _, S} when S =:= permanent; S =:= current -> setelement(6, R, old);
+                   _ -> R
+               end || R <- Releases],
+    ok = write_atomically(filename:join(RelDir, "RELEASES"), io_lib:format("~p.~n", [Updated])),
+    ok = write_atomically(filename:join(RelDir, "start_erl.data"), [Erts, " ", Vsn, "\n"]),
+    set_script(P, Vsn).
+
+%% Back to what booted before (a prepare_restart that failed half-way).
+restore_boot_files(P, Before) ->
+    case maps:get(start_erl, Before) of
+        null -> ok;
+        Was -> case start_erl_vsn() of
+                   Was -> ok;
+                   _ -> set_boot(P, Was)
+               end
+    end.
+
+write_atomically(File, Data) ->
+    Tmp = File ++ ".hotdeploy-tmp",
+    case file:write_file(Tmp, Data) of
+        ok -> file:rename(Tmp, File);
+        {error, E} -> _ = file:delete(Tmp), fail(boot, "cannot write ~s: ~s", [File, explain(E)])
+    end.
+
+%% Before a restart: the app's own drain function (in the node) or a GET of
+%% its drain path, then the drain time (connections finish, load balancers
+%% notice).
+-spec drain(params()) -> answer().
+drain(P) ->
+    Said = case {maps:get(drain_mfa, P, none), maps:get(drain_path, P, none)} of
+               {{M, F, A}, _} ->
+                   step(drain, P, fun() ->
+                       Self = self(),
+                       {Pid, Ref} = spawn_monitor(fun() -> Self ! {self(), catch apply(M, F, A)} end),
+                       receive
+                           {Pid, R} -> erlang:demonitor(Ref, [flush]), short(R);
+                           {'DOWN', Ref, _, _, Why} -> fail(drain, "~s:~s died: ~s", [M, F, explain(Why)])
+                       after 30000 -> exit(Pid, kill), fail(drain, "~s:~s did not return within 30 s", [M, F])
+                       end end);
+               {none, none} -> <<>>;
+               {none, Path} ->
+                   H = maps:get(health, P),
+                   case http_get(maps:get(port, H), Path) of
+                       {Code, Body} when is_integer(Code) -> words("~b ~s", [Code, Body]);
+                       {error, E} -> fail(drain, "~s answered ~s", [Path, http_error(E)])
+                   end
+           end,
+    timer:sleep(maps:get(drain_ms, P, 0)),
+    #{result => done, detail => Said}.
 
 %%====================================================================
 %% mix releases: sys.config rebuilt as a boot would

@@ -23,6 +23,9 @@ from tasks.nodeprogram import node_program
 from .releases import APP, Built
 
 
+RECORD = "2026-12-03T00:00:00Z run=test"     # the prefix of this session's hotdeploy.log lines
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,6 +60,26 @@ class LocalNode:
         if pid:
             os.kill(pid, 9)   # its sockets close at once: epmd forgets the name, the port is free
 
+    def stop_and_start(self) -> float:
+        """The node stopped and started the way a restart deploy does it
+        (hotdeploy/commands.stop_node and start_node); the seconds it did not
+        answer."""
+        t0 = time.monotonic()
+        done = self.sh(cmd.stop_node(str(self.root), APP, self.beam_pid(), 30), timeout=40)
+        assert done.returncode == 0, done.stderr
+        done = self.sh(cmd.start_node(str(self.root), APP, 30), timeout=40)
+        assert done.returncode == 0, f"the node did not start: {done.stdout}{done.stderr}"
+        self.wait_answering()
+        return time.monotonic() - t0
+
+    def set_boot_fresh(self, vsn: str) -> dict:
+        """The set_boot op in a VM of its own, as the way back of a restart
+        runs it when the new node does not answer."""
+        done = self.sh(cmd.on_fresh_vm(str(self.root)),
+                       stdin=agent.program(agent.call_params("set_boot", str(self.root), APP, vsn=vsn),
+                                           node_program()))
+        return agent.parse_answer(done.stdout) if done.stdout.strip() else {"result": "shell", "stderr": done.stderr}
+
     def restart(self) -> None:
         """Killed and started by its own start script, as systemd would after
         a crash or a reboot: what boots is what the host has made permanent."""
@@ -67,7 +90,7 @@ class LocalNode:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self.get("/api/public/version")
+                self.get("/api/public/state")      # not the version: a release under test may break that one
                 return
             except OSError:
                 if time.monotonic() > deadline:
@@ -143,9 +166,9 @@ class LocalNode:
                           install_timeout_s=20)
         return {**gate.as_params(), **over}
 
-    def upgrade(self, target: Built, previous: str, package: Path | None = None, config: str | None = None,
-                mode: str = "install", **over) -> dict:
-        """One upgrade call as tasks/hosts.upgrade_host makes it."""
+    def _staged(self, target: Built, package: Path | None, config: str | None) -> tuple[str, dict]:
+        """What the deployer sends before a call: the package (and the shell
+        line that checks it) and the runtime config."""
         before, extra = "", {}
         if package is not None:
             before = self.stage(package, target.vsn)
@@ -154,9 +177,21 @@ class LocalNode:
             staged = self.root / "runtime.config.new"
             staged.write_text(config)
             extra["config"] = str(staged)
-        params = {"vsn": target.vsn, "previous": previous, "mode": agent.Atom(mode),
-                  "record": f"2026-12-03T00:00:00Z run=test", **extra, **self.gate()}
-        params.update(over)
+        return before, extra
+
+    def prepare_restart(self, target: Built, previous: str, package: Path | None = None,
+                        config: str | None = None, **over) -> dict:
+        """The prepare_restart call as tasks/hosts makes it."""
+        before, extra = self._staged(target, package, config)
+        params = {"vsn": target.vsn, "previous": previous, "record": RECORD, **extra, **self.gate(), **over}
+        return self.call("prepare_restart", before=before, **params)
+
+    def upgrade(self, target: Built, previous: str, package: Path | None = None, config: str | None = None,
+                mode: str = "install", **over) -> dict:
+        """One upgrade call as tasks/hosts.upgrade_host makes it."""
+        before, extra = self._staged(target, package, config)
+        params = {"vsn": target.vsn, "previous": previous, "mode": agent.Atom(mode), "record": RECORD, **extra,
+                  **self.gate(), **over}
         return self.call("upgrade", before=before, **params)
 
 

@@ -52,3 +52,16 @@ def test_a_fresh_vm_runs_the_release_own_erts_and_prints_like_erl_call():
     assert "-noinput" not in line, "the program comes on stdin"
     assert "halt(1)" in line, "a program that raises ends the VM (or the SSH command would hang)"
     assert cmd.cookie_for_start_script("/srv/app") == "install -m 0400 ~/.erlang.cookie /srv/app/releases/COOKIE"
+
+
+def test_a_restart_stops_and_starts_the_node_the_way_it_runs_bounded():
+    stop = cmd.stop_node("/srv/app", "shop", 4242, 30)
+    assert stop.startswith("if systemctl is-enabled --quiet shop.service 2>/dev/null; then systemctl stop "
+                           "shop.service; else /srv/app/bin/shop stop >/dev/null 2>&1 || true; fi; ")
+    assert "for i in $(seq 300); do kill -0 4242 2>/dev/null || exit 0; sleep 0.1; done; " in stop
+    assert stop.endswith("kill -9 4242 2>/dev/null; exit 0")
+    assert "kill" not in cmd.stop_node("/srv/app", "shop", None, 30), "never by a pattern another node may match"
+    start = cmd.start_node("/srv/app", "shop", 60)
+    assert start == ("if systemctl is-enabled --quiet shop.service 2>/dev/null; then systemctl start shop.service; "
+                     "else cd /srv/app && ERL_EPMD_ADDRESS=127.0.0.1 timeout 60 /srv/app/bin/shop daemon "
+                     "</dev/null >>/srv/app/log/daemon.log 2>&1; fi")
