@@ -48,6 +48,15 @@ class DeployEnvironment(Block):
                                                                         "on this environment to finish")
     connect_timeout_seconds: float = 10.0
     command_timeout_seconds: float = 120.0
+    drain_function: str | None = Field(
+        default=None, pattern=r"^[a-z][A-Za-z0-9_@]*:[a-z][A-Za-z0-9_@]*$",
+        description="before a restart: module:function called in the node (no arguments), e.g. my_app:drain")
+    drain_path: str | None = Field(default=None, description="before a restart (when no drain_function): a path "
+                                                             "GET on app_port, e.g. /admin/drain")
+    drain_seconds: float = Field(default=0.0, ge=0, description="after the drain, how long to wait before the node "
+                                                               "is stopped (connections finish, balancers notice)")
+    stop_timeout_seconds: float = Field(default=30.0, gt=0, description="a node that has not stopped this long "
+                                                                        "after its stop is killed")
     install_timeout_seconds: float | None = Field(
         default=None, gt=0, description="how long release_handler's install may take before the node program "
                                         "goes back (it waits for an install that overran before it does); "

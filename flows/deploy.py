@@ -1,5 +1,7 @@
-"""hot_deploy: upgrade every host of an environment in place to a release
-(the seed's steps 7-8: temporary ingress, hosts by EC2 tags, upgrade.sh)."""
+"""hot_deploy: upgrade every host of an environment to a release, in place
+by a hot upgrade where the host's version allows it, else by a rolling
+restart (the seed's steps 7-8: temporary ingress, hosts by EC2 tags,
+upgrade.sh)."""
 from __future__ import annotations
 
 import tempfile
@@ -8,12 +10,15 @@ from pathlib import Path
 from prefect import flow
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
+from hotdeploy import params
+from hotdeploy.edges import RESTART, read_edges
+from hotdeploy.hostplan import refuse_restarts
 from hotdeploy.rehearsal import rehearsal_gate
-from tasks.hosts import Published, UpgradePlan, upgrade_host
+from tasks.hosts import Published, UpgradePlan, plan_host, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
-from tasks.store import (fetch_release, fetch_upgrade_package, read_manifest, read_rehearsal, resolve_version,
-                         footprint)
+from tasks.store import (fetch_release, fetch_upgrade_package, footprint, read_environment_record, read_manifest,
+                         read_rehearsal, resolve_version)
 from tasks.workspace import refuse_unsafe_distribution
 
 from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
@@ -25,8 +30,8 @@ from .outcome import explained
 def hot_deploy(app: str, environment: str, version: str = "latest",
                store_block: str = DEFAULT_STORE_BLOCK, allow_unrehearsed: bool = False,
                canary: int | None = None, wave_size: str | None = None,
-               max_failed_hosts: int | None = None) -> list[dict]:
-    """Hot-upgrade an app on an environment's hosts, in place, wave by wave.
+               max_failed_hosts: int | None = None, strategy: str = "auto", dry_run: bool = False) -> list[dict]:
+    """Upgrade an app on an environment's hosts, wave by wave: hot where it can, by a restart where it must.
 
     Fails if any host did not end on the version. An environment that
     requires rehearsal refuses a version that has not passed one.
@@ -40,23 +45,31 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
         canary: hosts upgraded first, alone (empty: the environment's setting)
         wave_size: hosts per wave after the canary, a number or a percentage (empty: the environment's)
         max_failed_hosts: once more hosts failed, no new host starts (empty: the environment's)
+        strategy: auto (hot where the host's version allows it, else a restart), hot (refuse hosts that would need a restart), restart (every host)
+        dry_run: only say, per host, what runs, hot or restart and why, the package and the wave; change nothing
     """
     check_deploy(app, environment, store_block, version, canary, wave_size, max_failed_hosts)
+    params.strategy(strategy)
     env = load_environment(environment)
     store = load_package_store(store_block)
     vsn = resolve_version(store, app, version)
     note = rehearsal_gate(app, vsn, env.requires_rehearsal,
                           read_rehearsal(store, app, vsn) if env.requires_rehearsal else None, allow_unrehearsed)
     manifest = read_manifest(store, app, vsn)
+    restart_edges = {v: e.reasons for v, e in read_edges(manifest).items() if e.strategy == RESTART}
+    if strategy == "hot":
+        refuse_restarts(read_environment_record(store, app, environment), vsn, manifest.get("up_from", []),
+                        restart_edges)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
         refuse_unsafe_distribution(tarball, app, vsn, env.distribution == "cluster", environment)
         plan = UpgradePlan(Published(app, vsn, manifest["sha256"], tarball, footprint(tarball)),
                            manifest.get("up_from", []),
                            fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp)),
-                           manifest.get("supervisors", []))
+                           manifest.get("supervisors", []), strategy, restart_edges)
         with environment_lock(environment, env.lock_timeout_seconds):
-            outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "hot-deploy", note=note,
-                                    plan=plan, rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
-                                    recording=Recording(store, app, environment))
+            outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,
+                                    "plan" if dry_run else "hot-deploy", note=note, plan=plan,
+                                    rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
+                                    recording=None if dry_run else Recording(store, app, environment))
     return [o.as_row() for o in outcomes]

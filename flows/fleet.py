@@ -143,6 +143,7 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
                     outcomes[i] = e.outcome
                 except Exception as e:  # a crash in our own code still names the host
                     outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="failed", detail=str(e))
+                outcomes[i].wave = number
                 if not outcomes[i].ok:
                     failed.append(outcomes[i])
                 # At most one update a second (each is an API call), and the last.
@@ -159,9 +160,9 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
 
 def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostOutcome]) -> None:
     create_table_artifact(
-        [{"host": o.host, "address": o.address, "from": o.from_version or "-", "to": o.to_version,
+        [{"host": o.host, "address": o.address, "wave": o.wave, "from": o.from_version or "-", "to": o.to_version,
           "result": o.result, "detail": o.detail, "pid before": o.pid_before, "pid after": o.pid_after,
-          "config": o.config,
+          "down s": o.down_seconds, "config": o.config,
           "sent KB": round(o.sent_bytes / 1024, 1),
           "seconds": round(sum(o.seconds.values()), 2)}
          for o in outcomes],

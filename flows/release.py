@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks import DEFAULT_STORE_BLOCK, load_docker_host, load_package_store
 from hotdeploy import layout, params
 from hotdeploy.appup import declared_children, parse_modinfo, plan_appups
+from hotdeploy.edges import classify, edges_table, hot_versions, restart_reasons, with_restart
 from hotdeploy.errors import KnownFailure
 from hotdeploy.fleetstate import choose_predecessors, versions_in_use
 from hotdeploy.layout import parse_checksum
@@ -21,7 +22,7 @@ from hotdeploy.versions import next_version
 from tasks.container import build_release, ensure_builder_image, inspect_modules, test_in_container
 from tasks.store import (download, list_store, move_pointer, put_new, put_text, read_environment_records,
                          read_manifest, read_pointer, read_text)
-from tasks.workspace import (check_protocols, describe_app, make_upgrade_package, prepare_workspace,
+from tasks.workspace import (describe_app, make_upgrade_package, prepare_workspace, protocol_changes,
                              remove_workspace, restore_previous, verify_artifact, write_appups)
 from .outcome import explained
 
@@ -125,29 +126,29 @@ def release(
 
         with clock.step("build with relup"):
             report = parse_modinfo(inspect_modules(engine, image, workspace, app.project, vsn, chosen))
-            new_erts = report.erts.get("new")
-            for prev in list(chosen):
-                erts = report.erts.get(f"prev:{prev}")
-                if erts and new_erts and erts != new_erts:
-                    left_out[prev] = (f"ERTS {erts} differs from the builder's {new_erts}: a hot upgrade cannot "
-                                      "change the emulator (hosts on it need a restart into this release)")
-                    log.warning("no relup from %s: %s", prev, left_out[prev])
-                    chosen.remove(prev)
-            plan = plan_appups({p: report.previous.get(p, []) for p in chosen}, report.apps.get("new", []),
+            # How each predecessor can move: hot through the relup, or by a
+            # restart (a new ERTS, a changed NIF, ...); the relup only from the hot.
+            edges = classify(chosen, {p: restart_reasons(report, p) for p in chosen}, app.declared_restart)
+            hot = hot_versions(edges)
+            plan = plan_appups({p: report.previous.get(p, []) for p in hot}, report.apps.get("new", []),
                                report.shipped)
             for note in sorted({n for a in plan.appups for e in a.entries for n in e.notes}):
                 log.warning("appup: %s", note)
             write_appups(workspace, plan, report.src_dirs)
-            tarball = build_release(engine, image, workspace, app.project, vsn, chosen)
+            tarball = build_release(engine, image, workspace, app.project, vsn, hot)
 
-        # The upgrade package is made for the hosts most likely next: those on
-        # the pointer's version (else the newest predecessor).
-        previous = pointer.version if pointer.version in chosen else (chosen[-1] if chosen else None)
         with clock.step("verify"):
-            check_protocols(workspace, app.project, vsn, chosen)
-            facts, sha256 = verify_artifact(tarball, name, vsn, chosen,
+            facts, sha256 = verify_artifact(tarball, name, vsn, hot,
                                             {p: report.erts.get(f"prev:{p}") or manifests[p].get("erts")
-                                             for p in chosen})
+                                             for p in hot})
+            edges = with_restart(edges, {**protocol_changes(workspace, app.project, vsn, hot),
+                                         **facts.relup_restarts})
+            for line in edges_table(edges):
+                log.info("from %s", line)
+            hot = hot_versions(edges)
+            # The upgrade package is made for the hosts most likely next: those
+            # on the pointer's version (else the newest hot predecessor).
+            previous = pointer.version if pointer.version in hot else (hot[-1] if hot else None)
             package = make_upgrade_package(tarball, workspace, app.project, facts, previous) if previous else None
 
         with clock.step("publish"):
@@ -158,7 +159,7 @@ def release(
                 appup=sorted({i for a in plan.appups for i in a.up}), builder_image=image.tag,
                 upgrade_package=package and {"from": package.upgrade_from, "sha256": package.sha256,
                                              "size": package.size, "libs": package.libs},
-                left_out=left_out, supervisors=declared_children(report.apps.get("new", [])))
+                left_out=left_out, supervisors=declared_children(report.apps.get("new", [])), edges=edges)
             put_new(store, layout.tarball_key(name, vsn), tarball, "application/gzip")
             if package:
                 put_new(store, layout.upgrade_package_key(name, vsn), package.path, "application/gzip")
@@ -171,7 +172,8 @@ def release(
     finally:
         remove_workspace(workspace)
 
-    summary = {"release": name, "version": vsn, "previous": previous, "upgrade_from": chosen,
+    summary = {"release": name, "version": vsn, "previous": previous, "upgrade_from": hot,
+               "edges": {v: e.as_manifest() for v, e in edges.items()},
                "left_out": left_out, "sha256": sha256, "git_commit": git_commit,
                "builder_image": image.tag, "builder_image_built": image.built,
                "appup": manifest["appup"], "timings": clock.seconds, "pointer": pointer_now, "reused": False}

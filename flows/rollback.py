@@ -8,10 +8,10 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
-from hotdeploy import layout
+from hotdeploy import layout, params
 from hotdeploy.hostplan import PER_HOST
 from hotdeploy.versions import Version
-from tasks.hosts import DowngradePlan, upgrade_host
+from tasks.hosts import DowngradePlan, plan_host, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
 from tasks.store import list_versions, read_manifest, read_text, resolve_version
@@ -26,7 +26,7 @@ MAX_VERSIONS_BACK = 20
 @explained
 def rollback(app: str, environment: str, to_version: str | None = None,
              store_block: str = DEFAULT_STORE_BLOCK, canary: int | None = None, wave_size: str | None = None,
-             max_failed_hosts: int | None = None):
+             max_failed_hosts: int | None = None, strategy: str = "auto", dry_run: bool = False):
     """Hot-downgrade an app on an environment: each host back to what it ran before.
 
     With no to_version, each host goes back to the version it ran before its
@@ -45,8 +45,11 @@ def rollback(app: str, environment: str, to_version: str | None = None,
         canary: hosts downgraded first, alone (empty: the environment's setting)
         wave_size: hosts per wave after the canary, a number or a percentage (empty: the environment's)
         max_failed_hosts: once more hosts failed, no new host starts (empty: the environment's)
+        strategy: auto (hot where the running relup goes down, else a restart back), hot, restart
+        dry_run: only say, per host, where it would go, hot or restart and why, and the wave; change nothing
     """
     check_deploy(app, environment, store_block, to_version, canary, wave_size, max_failed_hosts)
+    params.strategy(strategy)
     env = load_environment(environment)
     store = load_package_store(store_block)
     published = list_versions(store, app)
@@ -63,13 +66,14 @@ def rollback(app: str, environment: str, to_version: str | None = None,
     declared = {v: m.get("supervisors", []) for v, m in manifests.items()}
     if target != PER_HOST and target not in declared:
         declared[target] = read_manifest(store, app, target).get("supervisors", [])
-    plan = DowngradePlan(app, target, down_paths, ran_before or {}, declared)
+    plan = DowngradePlan(app, target, down_paths, ran_before or {}, declared, strategy)
     with environment_lock(environment, env.lock_timeout_seconds):
-        outcomes = run_on_fleet(env, discover_hosts(env), upgrade_host, "rollback", plan=plan,
+        outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,
+                                "rollback-plan" if dry_run else "rollback", plan=plan,
                                 rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
-                                recording=Recording(store, app, environment))
+                                recording=None if dry_run else Recording(store, app, environment))
     rows = [o.as_row() for o in outcomes]
-    if not any(o.result == "downgraded" for o in outcomes):
+    if not dry_run and not any(o.result in ("downgraded", "restarted") for o in outcomes):
         message = (f"rollback changed no host: all {len(outcomes)} already run(s) "
                    f"{', '.join(sorted({o.running or '?' for o in outcomes}))}")
         get_run_logger().warning("%s", message)

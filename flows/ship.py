@@ -25,7 +25,7 @@ from .release import release
 @explained
 def ship(app_dir: str, environment: str, git_ref: str | None = None,
          store_block: str = DEFAULT_STORE_BLOCK, test_command: str | None = None, rebuild: bool = False,
-         docker_host_block: str | None = None):
+         docker_host_block: str | None = None, strategy: str = "auto"):
     """Test, build and publish the app, then hot-upgrade an environment to it.
 
     Args:
@@ -37,8 +37,10 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
         rebuild: build again even if this commit was released already (otherwise its release is deployed)
         docker_host_block: a DockerHost block for the container engine (any machine: the build's files go
             through its API); empty: the local engine
+        strategy: auto (hot where a host's version allows it, else a restart), hot, restart
     """
     params.block_name("environment", environment)
+    params.strategy(strategy)
     params.block_name("store_block", store_block)
     # A git URL is cloned into scratch space (a worker on any machine); a path
     # is a checkout on this worker.
@@ -58,7 +60,7 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
             remove_workspace(clone)
     built = built_state.result()          # a failed release fails the ship with its cause
     deploy_state = hot_deploy(app=built["release"], environment=environment, version=built["version"],
-                              store_block=store_block, return_state=True)
+                              store_block=store_block, strategy=strategy, return_state=True)
     outcome = deploy_state.result(raise_on_failure=False)
     rows = [o.as_row() for o in outcome.outcomes] if isinstance(outcome, FleetFailed) else (
         outcome if isinstance(outcome, list) else [])

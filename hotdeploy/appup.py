@@ -42,6 +42,8 @@ class Module:
     code_change: bool = False
     supervisor: bool = False
     supervision: Supervision | None = None
+    on_load: bool = False                  # loads native code when loaded
+    behaviours: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,10 @@ class ModuleReport:
     apps: dict[str, list[AppBuild]] = field(default_factory=dict)  # side -> apps
     src_dirs: dict[str, str] = field(default_factory=dict)      # app -> dir in project
     shipped: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    nifs: dict[str, dict[str, str]] = field(default_factory=dict)  # side -> {app/priv/...so: md5}
+
+    def nifs_of(self, side: str) -> dict[str, str]:
+        return self.nifs.get(side, {})
 
     @property
     def previous(self) -> dict[str, list[AppBuild]]:
@@ -266,7 +272,10 @@ def parse_modinfo(text: str) -> ModuleReport:
         elif f[0] == "module" and len(f) == 6:
             flags = set(f[5].split(","))
             mods.setdefault((f[1], f[2]), []).append(
-                Module(f[3], f[4], "code_change" in flags, "supervisor" in flags))
+                Module(f[3], f[4], "code_change" in flags, "supervisor" in flags, on_load="on_load" in flags,
+                       behaviours=tuple(sorted(x[2:] for x in flags if x.startswith("b=")))))
+        elif f[0] == "nif" and len(f) == 5:
+            report.nifs.setdefault(f[1], {})[f"{f[2]}/{f[3]}"] = f[4]
         elif f[0] == "appup" and len(f) == 4:
             report.shipped[f[1]] = (f[2], tuple(v for v in f[3].split("\x1f") if v))
         elif f[0] == "supervisor" and len(f) == 6:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .edges import relup_reasons
 from .erlterm import Atom, ErlangSyntaxError, consult
 from .errors import Refusal
 
@@ -23,6 +24,7 @@ class ReleaseFacts:
     up_from: list[str] = field(default_factory=list)
     down_to: list[str] = field(default_factory=list)
     up_instructions: list[str] = field(default_factory=list)
+    relup_restarts: dict[str, list[str]] = field(default_factory=dict)   # up-from -> why it restarts the emulator
 
 
 def _fmt(term) -> str:
@@ -91,4 +93,5 @@ def check_release(
         )
     newest = {u[0]: u[2] for u in ups}[wanted[-1]]
     facts.up_instructions = [_fmt(i) for i in newest]
+    facts.relup_restarts = {u[0]: why for u in ups if (why := relup_reasons(u[2]))}
     return facts

@@ -11,9 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .errors import Refusal
+
 
 class NodeDown(RuntimeError):
     pass
+
+
+class NeedsRestart(Refusal, ValueError):
+    """strategy=hot, and the environment record says some hosts would need a restart."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +106,12 @@ def _mib(n: int) -> str:
 class Action(str, Enum):
     SKIP = "skip"                    # already running the target, permanently
     FINISH = "finish"                # target installed but not permanent: gate, then make permanent
-    INSTALL = "install"              # push (unless present), install, gate, make permanent
-    REFUSE = "refuse"                # this release cannot hot-upgrade what runs here
+    INSTALL = "install"              # hot: push (unless present), install, gate, make permanent
+    RESTART = "restart"              # push (unless present), make it what boots, restart the node, gate
+    REFUSE = "refuse"                # this release cannot go to this host (as asked)
+
+
+STRATEGIES = ("auto", "hot", "restart")
 
 
 @dataclass(frozen=True)
@@ -112,10 +122,17 @@ class Decision:
     needs_transfer: bool = False
 
 
-def decide_upgrade(host: HostReleases, target: str, up_from: list[str], down_to: list[str] | None = None) -> Decision:
-    """An upgrade to TARGET (whose relup goes up from UP_FROM) or, for a
+def _present(host: HostReleases, target: str) -> bool:
+    return host.statuses.get(target) in ("unpacked", "old", "permanent", "current")
+
+
+def decide_upgrade(host: HostReleases, target: str, up_from: list[str], down_to: list[str] | None = None,
+                   strategy: str = "hot", restart_edges: dict[str, tuple[str, ...]] | None = None) -> Decision:
+    """An upgrade to TARGET (whose relup goes up from UP_FROM; RESTART_EDGES:
+    predecessors the build found need a restart, and why) or, for a
     rollback, a downgrade to TARGET (which the running release's relup must
-    go down to: DOWN_TO)."""
+    go down to: DOWN_TO), the way STRATEGY allows: `hot` only, `restart`
+    always, `auto` hot where the host's own version allows it."""
     running = host.running
     if running == target:
         if host.missing:
@@ -131,50 +148,108 @@ def decide_upgrade(host: HostReleases, target: str, up_from: list[str], down_to:
         return Decision(Action.FINISH, f"{target} runs but is not permanent (an earlier deploy stopped "
                                        "before the health gate): gating it now", running)
     if down_to is not None:
-        if target not in down_to:
-            return Decision(Action.REFUSE, f"host runs {running}, whose relup goes down only to "
-                                           f"{', '.join(down_to) or 'nothing'}; it cannot downgrade to "
-                                           f"{target}. Roll back to one of those, or deploy {target} "
-                                           "as a new release", running)
         if target not in host.statuses:
             return Decision(Action.REFUSE, f"host runs {running} but {target} is not installed on it "
                                            "(provisioned after it?): deploy a release instead", running)
-        return Decision(Action.INSTALL, f"downgrade {running} -> {target}", running)
-    if running not in up_from:
+        if target in down_to and strategy != "restart":
+            return Decision(Action.INSTALL, f"downgrade {running} -> {target}", running)
+        if strategy == "hot":
+            return Decision(Action.REFUSE, f"host runs {running}, whose relup goes down only to "
+                                           f"{', '.join(down_to) or 'nothing'}; it cannot downgrade to "
+                                           f"{target} hot. Roll back with strategy auto or restart (the node "
+                                           f"restarts into {target}), or deploy {target} as a new release",
+                                           running)
+        if host.missing:
+            return _incomplete(target, host, running)
+        why = "strategy restart" if strategy == "restart" else f"{running}'s relup does not go down to {target}"
+        return Decision(Action.RESTART, f"restart {running} -> {target} ({why})", running)
+    hot_reasons = _hot_reasons(running, up_from, restart_edges or {})
+    present = _present(host, target)
+    if present and host.missing:
+        return _incomplete(target, host, running)
+    if strategy == "restart" or (strategy == "auto" and hot_reasons):
+        why = "strategy restart" if strategy == "restart" else "; ".join(hot_reasons)
+        return Decision(Action.RESTART, f"restart {running} -> {target} ({why})", running, needs_transfer=not present)
+    if hot_reasons and running not in (restart_edges or {}):
         frm = ", ".join(up_from) if up_from else "nothing (it is a first release without relup)"
         return Decision(Action.REFUSE, f"host runs {running}, but release {target} upgrades only from "
                                        f"{frm}. Deploy {' or '.join(up_from) or 'a matching version'} "
-                                       f"first, or build a release against {running}", running)
-    present = host.statuses.get(target) in ("unpacked", "old")
-    if present and host.missing:
-        return Decision(Action.REFUSE, f"{target} is unpacked on the host but incomplete "
-                                       f"({', '.join(host.missing[:5])}): remove it (release_handler:"
-                                       f"remove_release(\"{target}\")) and deploy again", running)
+                                       f"first, build a release against {running}, or deploy with strategy "
+                                       "auto or restart", running)
+    if hot_reasons:
+        return Decision(Action.REFUSE, f"host runs {running}, which needs a restart to go to {target}: "
+                                       f"{'; '.join(hot_reasons)}. Deploy with strategy auto or restart",
+                        running)
     return Decision(Action.INSTALL, f"upgrade {running} -> {target}", running, needs_transfer=not present)
+
+
+def _hot_reasons(running: str | None, up_from: list[str], restart_edges: dict[str, tuple[str, ...]]) -> list[str]:
+    """Why RUNNING cannot take the release hot (empty: it can)."""
+    if running in restart_edges:
+        return list(restart_edges[running]) or ["the build says it needs a restart"]
+    if running not in up_from:
+        return [f"its relup does not go up from {running}"]
+    return []
+
+
+def _incomplete(target: str, host: HostReleases, running: str | None) -> Decision:
+    return Decision(Action.REFUSE, f"{target} is unpacked on the host but incomplete "
+                                   f"({', '.join(host.missing[:5])}): remove it (release_handler:"
+                                   f"remove_release(\"{target}\")) and deploy again", running)
 
 
 PER_HOST = "per-host"   # a rollback's target when none is named: each host's own predecessor
 
 
-def rollback_target(host: HostReleases, recorded_previous: str | None, down_to: list[str]) -> tuple[str | None, str]:
+def rollback_target(host: HostReleases, recorded_previous: str | None, down_to: list[str],
+                    strategy: str = "hot") -> tuple[str | None, str]:
     """Where a rollback with no version takes this host: the version it ran
     before the current one, as the environment record says, when it is
-    still installed and the running relup goes down to it; otherwise the
-    newest release installed on the host, older than the running one, that
-    the relup goes down to. None (and why) when there is none."""
+    still installed on the host (and, for a hot-only rollback, the running
+    relup goes down to it); otherwise the newest such release older than the
+    running one. None (and why) when there is none."""
     from .versions import Version
     running = host.running
-    if recorded_previous and recorded_previous in host.statuses and recorded_previous in down_to:
+    reachable = (lambda v: v in down_to) if strategy == "hot" else (lambda v: True)
+    how = "that {running}'s relup goes down to" if strategy == "hot" else "still on it"
+    if recorded_previous and recorded_previous in host.statuses and reachable(recorded_previous):
         return recorded_previous, f"back to {recorded_previous}, which this host ran before {running}"
     try:
-        below = sorted((v for v in host.statuses if v in down_to and Version.parse(v) < Version.parse(running)),
+        below = sorted((v for v in host.statuses if reachable(v) and Version.parse(v) < Version.parse(running)),
                        key=Version.parse)
     except ValueError:
         below = []
     if below:
-        return below[-1], (f"back to {below[-1]}, the newest release installed on the host that {running}'s "
-                           "relup goes down to" + (f" ({recorded_previous}, which it ran before, is not: "
-                                                   "removed, or no relup)" if recorded_previous else ""))
+        return below[-1], (f"back to {below[-1]}, the newest release installed on the host "
+                           f"{how.format(running=running)}" +
+                           (f" ({recorded_previous}, which it ran before, is not: removed, or no relup)"
+                            if recorded_previous else ""))
     return None, (f"host runs {running} and has no earlier release to go back to (installed: "
                   f"{', '.join(sorted(host.statuses))}; {running}'s relup goes down to "
                   f"{', '.join(down_to) or 'nothing'}): name a version with to_version, or deploy one")
+
+
+def needing_restart(record_hosts: list[dict], target: str, up_from: list[str],
+                    restart_edges: dict[str, tuple[str, ...]]) -> list[str]:
+    """From the environment record: each host that could not take TARGET hot,
+    and why (a strategy=hot deploy is refused with these, before anything)."""
+    found = []
+    for h in record_hosts:
+        running = h.get("running") if isinstance(h, dict) else None
+        if not isinstance(running, str) or running == target:
+            continue
+        why = _hot_reasons(running, up_from, restart_edges)
+        if why:
+            found.append(f"{h.get('host')} runs {running}: {'; '.join(why)}")
+    return found
+
+
+def refuse_restarts(record: dict, target: str, up_from: list[str], restart_edges: dict[str, tuple[str, ...]]) -> None:
+    """strategy=hot: refuse, naming them, the hosts the environment record
+    says would need a restart (a host the record does not know is checked
+    again at its own preflight)."""
+    hosts = [h for h in record.get("hosts", []) if isinstance(h, dict)]
+    found = needing_restart(hosts, target, up_from, restart_edges)
+    if found:
+        raise NeedsRestart(f"strategy hot, but {len(found)} host(s) would need a restart to run {target}: "
+                           f"{'; '.join(found)}. Nothing was done; deploy with strategy auto or restart")

@@ -12,15 +12,21 @@ from .errors import Refusal
 def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, sha256: str, kind: str = "rebar3",
                    size: int, built_at: datetime, otp_release: str | None, git_commit: str | None,
                    appup: list[str], builder_image: str, upgrade_package: dict | None = None,
-                   left_out: dict[str, str] | None = None, supervisors: list[dict] | None = None) -> dict:
+                   left_out: dict[str, str] | None = None, supervisors: list[dict] | None = None,
+                   edges: dict | None = None) -> dict:
+    edges = edges or {}
+    # only hot edges go through the relup, up and down; the others restart
+    hot = [v for v in facts.up_from if v not in edges or edges[v].strategy == "hot"]
     return {
         "app": release,
         "version": facts.version,
         "kind": kind,                      # rebar3 | mix: how it was built (and how systemd starts it)
         "previous": previous,
         "relup": previous is not None,
-        "up_from": facts.up_from,          # every version the relup goes up from...
-        "down_to": facts.down_to,          # ...and down to (the same set)
+        "up_from": hot,                    # every version the relup takes hot, up...
+        "down_to": [v for v in facts.down_to if v in hot],   # ...and down (the same set)
+        # every predecessor the build considered: {"strategy": "hot"|"restart", "reasons": [...]}
+        "edges": {v: e.as_manifest() for v, e in edges.items()},
         "left_out": left_out or {},        # versions in use with no relup from them, and why
         "sha256": sha256,
         "size": size,
@@ -95,6 +101,11 @@ def check_manifest(app: str, vsn: str, manifest) -> dict:
     if manifest.get("previous") is not None:
         version("previous", manifest["previous"])
     versions("up_from", manifest.get("up_from", []))
+    edges = manifest.get("edges", {})
+    if not (isinstance(edges, dict) and all(isinstance(e, dict) and e.get("strategy") in ("hot", "restart")
+                                           and isinstance(e.get("reasons", []), list) for e in edges.values())):
+        raise bad("edges", f"holds {_shown(edges)}, not {{version: {{strategy, reasons}}}}")
+    versions("edges", list(edges))
     versions("down_to", manifest.get("down_to", []))
     sha256("sha256", manifest.get("sha256"))
     sups = manifest.get("supervisors", [])

@@ -80,3 +80,11 @@ def git_commit(value) -> str:
         raise BadParameter(f"git_commit {_shown(value)} is not a commit id: letters, digits, . _ -, "
                            "at most 100 characters")
     return value
+
+
+def strategy(value) -> str:
+    """How hosts move: auto, hot or restart."""
+    if value not in ("auto", "hot", "restart"):
+        raise BadParameter(f"strategy {_shown(value)} is not one of auto (hot where the host's version allows, "
+                           "else a restart), hot (refuse hosts that would need a restart), restart")
+    return value

@@ -40,6 +40,11 @@ def release_summary_markdown(summary: dict) -> str:
     if summary.get("pointer") not in (None, summary["version"]) and not summary.get("reused"):
         head += (f"- the VERSION pointer stays on {summary['pointer']} (another release moved it past this "
                  "one meanwhile); deploy this version by name\n")
+    for vsn, edge in sorted((summary.get("edges") or {}).items()):
+        if edge.get("strategy") == "restart":
+            head += f"- **from {vsn}: by restart**: {'; '.join(edge.get('reasons') or [])}\n"
+        else:
+            head += f"- from {vsn}: hot\n"
     for vsn, why in (summary.get("left_out") or {}).items():
         head += f"- **no relup from {vsn}**: {why}\n"
     if summary.get("appup"):

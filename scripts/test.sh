@@ -18,7 +18,8 @@ fi
 # Split by measured time (pytest --durations), about even.
 a=(tests/unit tests/node tests/integration/test_benchmarks.py tests/integration/test_demo.py
    tests/integration/test_locking.py tests/integration/test_rollout.py tests/integration/test_outages.py
-   tests/integration/test_bad_input.py tests/integration/test_release.py tests/integration/test_elixir.py)
+   tests/integration/test_bad_input.py tests/integration/test_release.py tests/integration/test_elixir.py
+   tests/integration/test_restart.py)
 b=(tests/integration/test_deploy.py tests/integration/test_deploy_refusals.py
    tests/integration/test_follow_fleet.py tests/integration/test_node_gate.py
    tests/integration/test_rehearsal.py tests/integration/test_store_integrity.py

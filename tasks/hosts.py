@@ -22,9 +22,9 @@ from prefect.cache_policies import NO_CACHE
 from blocks.environment import DeployEnvironment
 from hotdeploy import agent
 from hotdeploy import commands as cmd
-from hotdeploy.agent import Atom, Bin, NodeUnreachable, ProgramFailed
-from hotdeploy.hostplan import (PER_HOST, Action, Footprint, HostReleases, NodeDown, decide_upgrade, disk_shortfall,
-                                from_inspect, rollback_target, use_upgrade_package)
+from hotdeploy.agent import Atom, Bin, NodeUnreachable, ProgramFailed, Tuple
+from hotdeploy.hostplan import (PER_HOST, Action, Decision, Footprint, HostReleases, NodeDown, decide_upgrade,
+                                disk_shortfall, from_inspect, rollback_target, use_upgrade_package)
 from hotdeploy.project import Project
 
 from .nodeprogram import node_program
@@ -51,6 +51,8 @@ class UpgradePlan:
     up_from: list[str]
     package: Package | None = None
     declared: list[dict] = field(default_factory=list)   # the manifest's `supervisors`
+    strategy: str = "auto"                                # auto | hot | restart
+    restart_edges: dict[str, tuple[str, ...]] = field(default_factory=dict)   # from -> why it needs a restart
 
     @property
     def app(self) -> str:
@@ -67,6 +69,7 @@ class DowngradePlan:
     down_paths: dict[str, list[str]]
     ran_before: dict[str, str] = field(default_factory=dict)
     declared: dict[str, list[dict]] = field(default_factory=dict)    # version -> its manifest's `supervisors`
+    strategy: str = "auto"                                            # auto | hot | restart
 
 
 @dataclass
@@ -83,12 +86,15 @@ class HostOutcome:
     running: str | None = None       # what the node runs after this run (None: could not be read)
     permanent: str | None = None     # what it has permanent after this run
     config: str | None = None        # md5 prefix of the runtime config the node ends with
+    down_seconds: float | None = None    # a restart: from stopping the node until the new one answered
+    wave: int | None = None              # the rollout wave it was in (1: the canary, if any)
     seconds: dict[str, float] = field(default_factory=dict)          # deployer-side steps, adding up
     node_seconds: dict[str, float] = field(default_factory=dict)     # inside "on node", as the node timed them
 
     @property
     def ok(self) -> bool:
-        return self.result in ("upgraded", "provisioned", "already running", "downgraded", "answering")
+        return self.result in ("upgraded", "restarted", "provisioned", "already running", "downgraded", "answering",
+                               "would upgrade", "would restart", "would downgrade", "would finish", "would refuse")
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -189,7 +195,7 @@ def _push_package(conn: Connection, env: DeployEnvironment, release: Published, 
         raise RemoteError(f"{e}; {left}") from None
 
 
-_RESULTS = {"rolled_back": "rolled back", "failed": "failed", "restarted": "restarted"}
+_RESULTS = {"rolled_back": "rolled back", "failed": "failed", "reset": "reset"}
 
 
 def _after_lost_answer(conn: Connection, env: DeployEnvironment, app: str, before: dict, error: Exception,
@@ -211,11 +217,173 @@ def _after_lost_answer(conn: Connection, env: DeployEnvironment, app: str, befor
     if facts.get("app_sup") != before.get("app_sup"):
         detail = (f"the install failed and release_handler restarted the node's applications in {state.running} "
                   f"(same OS process, in-memory state lost); the endpoint answers: {facts.get('answer')}")
-        record = f"{_record_prefix(run_id)} to={target} result=restarted running={state.running}"
+        record = f"{_record_prefix(run_id)} to={target} result=reset running={state.running}"
         conn.run(cmd.append_log(env.release_root, record), timeout=15)
-        return {"result": "restarted" if facts.get("answers") else "failed", "detail": detail,
+        return {"result": "reset" if facts.get("answers") else "failed", "detail": detail,
                 "pid_after": state.pid}
     raise RemoteError(f"{error}; the node now runs {state.running}: rerun to finish or go back") from None
+
+
+def _planned(plan: UpgradePlan | DowngradePlan) -> str:
+    return plan.target if isinstance(plan, DowngradePlan) else plan.release.version
+
+
+def _decide(conn: Connection, env: DeployEnvironment, plan: UpgradePlan | DowngradePlan, host: Host,
+            outcome: HostOutcome) -> tuple[HostReleases, dict, str, Decision]:
+    """Ask the node what it runs; decide (pure) what to do with it. Raises
+    HostFailed for a host a per-host rollback has no version for."""
+    log = get_run_logger()
+    going_down = isinstance(plan, DowngradePlan)
+    planned = _planned(plan)
+    state, facts = _timed(outcome, "preflight", inspect_node, conn, env, plan.app,
+                          None if planned == PER_HOST else planned)
+    outcome.from_version, outcome.pid_before = state.running, state.pid
+    outcome.running, outcome.permanent = state.running, state.permanent   # until the node says otherwise
+    down_to = plan.down_paths.get(state.running or "", []) if going_down else None
+    target = planned
+    if target == PER_HOST:
+        target, why = rollback_target(state, plan.ran_before.get(host.name), down_to or [], plan.strategy)
+        log.info("%s: %s", host, why)
+        if target is None:
+            outcome.result, outcome.detail = "refused", why
+            raise HostFailed(outcome)
+        outcome.to_version = target
+    decision = decide_upgrade(state, target, [] if going_down else plan.up_from, down_to, plan.strategy,
+                              None if going_down else plan.restart_edges)
+    log.info("%s: %s", host, decision.reason)
+    return state, facts, target, decision
+
+
+_WOULD = {Action.SKIP: "already running", Action.FINISH: "would finish", Action.INSTALL: "would upgrade",
+          Action.RESTART: "would restart", Action.REFUSE: "would refuse"}
+
+
+@task(task_run_name="plan-{host.name}", cache_policy=NO_CACHE)
+def plan_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | DowngradePlan, run_id: str) -> HostOutcome:
+    """A dry run's host: what it runs, and what a deploy would do with it
+    (hot or restart, and why; the package it would get). Read-only."""
+    outcome = HostOutcome(host.name, host.address, to_version=_planned(plan))
+    conn = _connect(env, host, outcome, unreachable="unreachable")
+    try:
+        state, _, target, decision = _decide(conn, env, plan, host, outcome)
+        outcome.result = _WOULD[decision.action]
+        if decision.action is Action.INSTALL and isinstance(plan, DowngradePlan):
+            outcome.result = "would downgrade"
+        sends = ""
+        if decision.needs_transfer and isinstance(plan, UpgradePlan):
+            delta = use_upgrade_package(state.running, plan.package and plan.package.upgrade_from)
+            path = plan.package.path if delta else plan.release.tarball
+            sends = f"; it would get the {'upgrade package' if delta else 'full tarball'} " \
+                    f"({path.stat().st_size // 1024} KB)"
+        outcome.detail = decision.reason + sends
+        outcome.pid_after = outcome.pid_before
+        return outcome
+    except HostFailed as e:
+        e.outcome.result = "would refuse"
+        return e.outcome
+    except (RemoteError, NodeDown) as e:
+        outcome.result, outcome.detail = "unreachable", str(e)
+        raise HostFailed(outcome) from None
+    finally:
+        conn.close()
+
+
+def _transfer(conn: Connection, env: DeployEnvironment, plan: UpgradePlan, state: HostReleases,
+              outcome: HostOutcome, log) -> tuple[str, dict]:
+    """Send the upgrade package (to a host on its base) or the full tarball,
+    if the host has room for it; returns the shell line that checks it on the
+    host and the node program's package parameter."""
+    release = plan.release
+    delta = plan.package if use_upgrade_package(state.running, plan.package and plan.package.upgrade_from) else None
+    path, sha256, need = ((delta.path, delta.sha256, delta.footprint) if delta else
+                          (release.tarball, release.sha256, release.footprint))
+    short = need and disk_shortfall(need, state.disk_free, state.block_size)
+    if short:
+        outcome.result, outcome.detail = "failed", f"{short}; nothing transferred, nothing changed"
+        raise HostFailed(outcome)
+    _timed(outcome, "transfer", _push_package, conn, env, release, path)
+    outcome.sent_bytes = path.stat().st_size
+    log.info("%s: sent the %s (%d bytes)", conn.host, "upgrade package" if delta else "full tarball",
+             outcome.sent_bytes)
+    return (cmd.stage_package(env.release_root, release.app, release.version, sha256),
+            {"package": cmd.package_name(release.app, release.version)})
+
+
+def _restart(conn: Connection, env: DeployEnvironment, app: str, host: Host, state: HostReleases, target: str,
+             decision, outcome: HostOutcome, run_id: str, params: dict, stage: str) -> HostOutcome:
+    """A release that cannot be installed hot: the node program makes it what
+    boots (not installed), the node is drained, stopped and started the way
+    it runs, and the new node is gated. A new node that fails its gate (or
+    does not start) is stopped, the previous release made what boots again
+    (in a VM of its own), started and gated: `rolled back`."""
+    log = get_run_logger()
+    root, prev = env.release_root, state.running
+    gate_params = _gate_params(env)
+    prefix = _record_prefix(run_id)
+    prepared = _timed(outcome, "prepare", ask_node, conn, env,
+                      _params(env, app, "prepare_restart", vsn=target, previous=prev, record=prefix,
+                              **{**gate_params, **params}), _program_timeout(env), stage)
+    outcome.config = prepared.get("config")
+    if prepared["result"] != "done":
+        outcome.result = "failed"
+        outcome.detail = f"{prepared.get('step')}: {prepared.get('detail')}; nothing restarted"
+        outcome.running, outcome.permanent = prepared.get("running"), prepared.get("permanent")
+        raise HostFailed(outcome)
+    close = {"slot": prepared.get("record_slot") or 0, "from": prev, "to": target}
+    if env.drain_function or env.drain_path:
+        drain = {"drain_ms": int(env.drain_seconds * 1000), **gate_params}
+        if env.drain_function:
+            module, function = env.drain_function.split(":")
+            drain["drain_mfa"] = Tuple((Atom(module), Atom(function), []))
+        else:
+            drain["drain_path"] = env.drain_path
+        said = _timed(outcome, "drain", ask_node, conn, env, _params(env, app, "drain", **drain),
+                      int(env.drain_seconds + 60))
+        log.info("%s: drained (%s)", host, said.get("detail") or "done")
+    loopback = env.distribution == "loopback"
+    down_at = time.monotonic()
+    try:
+        _timed(outcome, "stop", conn.check, cmd.stop_node(root, app, state.pid, int(env.stop_timeout_seconds)),
+               env.stop_timeout_seconds + 15, "stop the node")
+        _timed(outcome, "start", conn.check, cmd.start_node(root, app, 60, loopback), 75, "start the node")
+        gate = _timed(outcome, "gate", _gate_after_start, conn, env, app, target,
+                      close={**close, "done": Atom("restarted"), "failed": Atom("none")}, record=prefix,
+                      **({"expected_children": params["expected_children"]} if "expected_children" in params
+                         else {}))
+    except (RemoteError, NodeDown) as e:
+        gate = {"result": "failed", "step": "start", "detail": str(e)}
+    outcome.down_seconds = round(time.monotonic() - down_at - (env.health_soak_seconds
+                                                                if gate.get("result") == "done" else 0), 2)
+    if gate.get("result") == "done":
+        outcome.result = "restarted"
+        outcome.detail = decision.reason
+        outcome.running, outcome.permanent = gate.get("running"), gate.get("permanent")
+        outcome.pid_after, outcome.config = gate.get("pid_after"), gate.get("config")
+        return outcome
+    why = f"{gate.get('step', 'gate')}: {gate.get('detail')}"
+    log.warning("%s: the new node failed (%s): restarting it into %s", host, why, prev)
+    try:
+        conn.check(cmd.stop_node(root, app, gate.get("pid_after"), int(env.stop_timeout_seconds)),
+                   env.stop_timeout_seconds + 15, "stop the new node")
+        back = conn.run(cmd.on_fresh_vm(root), timeout=60,
+                        stdin=agent.program(_params(env, app, "set_boot", vsn=prev), node_program()))
+        answer = agent.parse_answer(back.stdout) if back.stdout.strip() else {"result": "failed",
+                                                                              "detail": back.stderr[-300:]}
+        if answer.get("result") != "done":
+            raise RemoteError(f"making {prev} what boots failed: {answer.get('detail')}")
+        conn.check(cmd.start_node(root, app, 60, loopback), 75, "start the node")
+        gate = _timed(outcome, "back", _gate_after_start, conn, env, app, prev,
+                      close={**close, "done": Atom("rolled_back"), "failed": Atom("failed")}, record=prefix)
+    except (RemoteError, NodeDown, agent.NodeUnreachable, agent.ProgramFailed) as e:
+        gate = {"result": "failed", "detail": str(e)}
+    outcome.running, outcome.permanent = gate.get("running"), gate.get("permanent")
+    outcome.pid_after = gate.get("pid_after")
+    if gate.get("result") == "done":
+        outcome.result, outcome.detail = "rolled back", f"{why}; restarted back into {prev}"
+    else:
+        outcome.result = "failed"
+        outcome.detail = f"{why}; going back to {prev} failed too: {gate.get('detail')}: needs attention"
+    raise HostFailed(outcome)
 
 
 @task(task_run_name="upgrade-{host.name}", cache_policy=NO_CACHE)
@@ -225,25 +393,10 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
     on the target or was already there."""
     log = get_run_logger()
     going_down = isinstance(plan, DowngradePlan)
-    planned = plan.target if going_down else plan.release.version
-    outcome = HostOutcome(host.name, host.address, to_version=planned)
+    outcome = HostOutcome(host.name, host.address, to_version=_planned(plan))
     conn = _connect(env, host, outcome)
     try:
-        state, facts = _timed(outcome, "preflight", inspect_node, conn, env, plan.app,
-                              None if planned == PER_HOST else planned)
-        outcome.from_version, outcome.pid_before = state.running, state.pid
-        outcome.running, outcome.permanent = state.running, state.permanent   # until the node says otherwise
-        down_to = plan.down_paths.get(state.running or "", []) if going_down else None
-        target = planned
-        if target == PER_HOST:
-            target, why = rollback_target(state, plan.ran_before.get(host.name), down_to or [])
-            log.info("%s: %s", host, why)
-            if target is None:
-                outcome.result, outcome.detail = "refused", why
-                raise HostFailed(outcome)
-            outcome.to_version = target
-        decision = decide_upgrade(state, target, [] if going_down else plan.up_from, down_to)
-        log.info("%s: %s", host, decision.reason)
+        state, facts, target, decision = _decide(conn, env, plan, host, outcome)
         if decision.action is Action.SKIP:
             outcome.result, outcome.detail = "already running", decision.reason
             outcome.pid_after = outcome.pid_before
@@ -251,37 +404,25 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
         if decision.action is Action.REFUSE:
             outcome.result, outcome.detail = "refused", decision.reason
             raise HostFailed(outcome)
-        stage = ""
-        params = _params(env, plan.app, "upgrade", vsn=target,
-                         previous=state.running if decision.action is Action.INSTALL else (state.permanent or ""),
-                         mode=Atom("install" if decision.action is Action.INSTALL else "finish"),
-                         record=_record_prefix(run_id), **_gate_params(env))
         declared = plan.declared.get(target) if going_down else plan.declared
-        if declared:
-            params["expected_children"] = [{"sup": Atom(s["sup"]), "ids": [Bin(i) for i in s["ids"]]}
-                                           for s in declared]
+        children = ({"expected_children": [{"sup": Atom(s["sup"]), "ids": [Bin(i) for i in s["ids"]]}
+                                           for s in declared]} if declared else {})
+        stage, params = "", {}
         if decision.needs_transfer and not going_down:
-            release = plan.release
-            delta = plan.package if use_upgrade_package(
-                state.running, plan.package and plan.package.upgrade_from) else None
-            path, sha256, need = ((delta.path, delta.sha256, delta.footprint) if delta else
-                                  (release.tarball, release.sha256, release.footprint))
-            short = need and disk_shortfall(need, state.disk_free, state.block_size)
-            if short:
-                outcome.result, outcome.detail = "failed", f"{short}; nothing transferred, nothing changed"
-                raise HostFailed(outcome)
-            _timed(outcome, "transfer", _push_package, conn, env, release, path)
-            outcome.sent_bytes = path.stat().st_size
-            log.info("%s: sent the %s (%d bytes)", host, "upgrade package" if delta else "full tarball",
-                     outcome.sent_bytes)
-            stage = cmd.stage_package(env.release_root, release.app, release.version, sha256)
-            params["package"] = cmd.package_name(release.app, release.version)
+            stage, params = _transfer(conn, env, plan, state, outcome, log)
         if not going_down:
             staged = f"{env.release_root}/runtime.config.new"
             _timed(outcome, "config", conn.put_text, env.runtime_config.get_secret_value(), staged)
             params["config"] = staged
         else:  # going down: the config that was in force with the target comes back (kept on the host)
             params["config_back"] = True
+        if decision.action is Action.RESTART:
+            return _restart(conn, env, plan.app, host, state, target, decision, outcome, run_id,
+                            {**params, **children}, stage)
+        params.update(_params(env, plan.app, "upgrade", vsn=target,
+                              previous=state.running if decision.action is Action.INSTALL else (state.permanent or ""),
+                              mode=Atom("install" if decision.action is Action.INSTALL else "finish"),
+                              record=_record_prefix(run_id), **_gate_params(env)), **children)
         outcome.running = outcome.permanent = None     # from here, only the node's answer says
         try:
             answer = _timed(outcome, "on node", ask_node, conn, env, params, _program_timeout(env), stage)
@@ -396,13 +537,18 @@ def _prepare_first_boot(conn: Connection, env: DeployEnvironment, app: str, vsn:
     return answer
 
 
-def _gate_after_start(conn: Connection, env: DeployEnvironment, app: str, vsn: str) -> dict:
-    """The gate, once the freshly started node answers erl_call at all."""
+def _gate_after_start(conn: Connection, env: DeployEnvironment, app: str, vsn: str, close: dict | None = None,
+                      record: str | None = None, **extra) -> dict:
+    """The gate, once the freshly started node answers erl_call at all;
+    CLOSE: the record an earlier call began (with the prefix RECORD),
+    closed by the gate's result."""
     deadline = time.monotonic() + env.health_timeout_seconds
+    params = _params(env, app, "gate", vsn=vsn, **_gate_params(env), **extra)
+    if close and record:
+        params.update(close=close, record=record)
     while True:
         try:
-            return ask_node(conn, env, _params(env, app, "gate", vsn=vsn, **_gate_params(env)),
-                            _program_timeout(env))
+            return ask_node(conn, env, params, _program_timeout(env))
         except NodeDown:
             if time.monotonic() > deadline:
                 raise

@@ -365,3 +365,15 @@ def put_environment_record(store: S3Bucket, app: str, environment: str, record: 
                               ContentType="application/json")
     get_run_logger().info("recorded what runs on %s: %s", environment, ", ".join(
         f"{h['host']}={h.get('running')}" for h in record.get("hosts", [])) or "no host")
+
+
+def read_environment_record(store: S3Bucket, app: str, environment: str) -> dict:
+    """ENVIRONMENT's record of APP (empty when there is none or it is not a
+    JSON object: the next fleet flow rewrites it)."""
+    import json
+    text = read_text(store, layout.environment_key(app, environment))
+    try:
+        record = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}

@@ -17,6 +17,7 @@ from hotdeploy import layout
 from hotdeploy.appup import AppupPlan
 from hotdeploy.artifact import ArtifactError, ReleaseFacts, check_release, read_rel
 from hotdeploy.distribution import RELX_DEFAULT, Distribution, read_vm_args, refuse_unsafe, vm_args_path
+from hotdeploy.edges import DECLARATION
 from hotdeploy.errors import Refusal
 from hotdeploy.package import plan_upgrade_package
 from hotdeploy.project import MIX, Project, ProjectError, mix_project, rebar3_project
@@ -34,6 +35,7 @@ class AppSource:
     project: Project   # rebar3 or mix, and the release it builds
     dockerfile: Path
     distribution: Distribution | None = None   # as the release's vm.args will say
+    declared_restart: str | None = None        # the app's own word that this release must restart (why)
 
     @property
     def release(self) -> str:   # also the store's folder for it
@@ -68,7 +70,10 @@ def describe_app(app_dir: str | Path, dockerfile: str | None = None) -> AppSourc
     refuse_unsafe(dist, project.release, where, cluster=True,
                   hint="in rel/vm.args.eex, with rel/env.sh.eex exporting RELEASE_DISTRIBUTION=none so that the "
                        "start script adds no --sname of its own; README: Elixir apps" if project.kind == MIX else "")
-    return AppSource(path, project, docker, dist)
+    declaration = path / DECLARATION
+    declared = (declaration.read_text().strip().splitlines() or ["(no reason given)"])[0][:200] \
+        if declaration.is_file() else None
+    return AppSource(path, project, docker, dist, declared)
 
 
 def _vm_args(path: Path, project: Project) -> tuple[str, str]:
@@ -164,24 +169,24 @@ def verify_artifact(tarball: Path, release: str, version: str, previous: list[st
     return facts, sha256_file(tarball)
 
 
-def check_protocols(workspace: Path, project: Project, version: str, previous: list[str]) -> None:
-    """Refuse a hot upgrade that changes a consolidated Elixir protocol: the
-    code path keeps pointing at releases/PREVIOUS/consolidated, so the new
-    implementations would never load (nothing would say so)."""
+def protocol_changes(workspace: Path, project: Project, version: str, previous: list[str]) -> dict[str, list[str]]:
+    """Per predecessor, the consolidated Elixir protocols that changed: the
+    node keeps releases/PREVIOUS/consolidated in its code path, so the new
+    dispatch would never load hot (nothing would say so): those move by a
+    restart."""
     rel_dir = workspace / project.rel_dir
     new = rel_dir / "releases" / version / "consolidated"
     if not new.is_dir():
-        return
+        return {}
+    found = {}
     for prev in previous:
         old = rel_dir / "releases" / prev / "consolidated"
         changed = sorted(b.stem for b in new.glob("*.beam")
                          if not (old / b.name).is_file() or (old / b.name).read_bytes() != b.read_bytes())
         if changed:
-            raise ArtifactError(
-                f"protocol implementations changed since {prev} ({', '.join(changed)}): consolidated protocols "
-                f"are not hot-loaded (the node keeps releases/{prev}/consolidated in its code path), so the "
-                "upgrade would run old dispatch silently. Nothing was published: keep the implementations "
-                "unchanged for a hot upgrade, or restart the hosts into this release")
+            found[prev] = [f"consolidated protocols changed ({', '.join(changed)}): the node would keep the old "
+                           "dispatch"]
+    return found
 
 
 @dataclass

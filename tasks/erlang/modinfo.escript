@@ -5,7 +5,9 @@
 %% (SIDE is `new` or `prev:PREVVSN`):
 %%   erts   SIDE ERTSVSN
 %%   app    SIDE APP APPVSN SRCDIR
-%%   module SIDE APP MODULE MD5 FLAGS          (FLAGS: code_change,supervisor or -)
+%%   module SIDE APP MODULE MD5 FLAGS          (FLAGS: code_change, supervisor, on_load,
+%%                                              b=BEHAVIOUR..., comma-separated, or -)
+%%   nif    SIDE APP PATH MD5                  (each priv/**/*.so of the app: its NIFs)
 %%   appup  APP VSN UPFROM[<US>UPFROM...]      (an appup the project ships; a
 %%                                              regular expression as re:PATTERN;
 %%                                              <US> is the byte 16#1f)
@@ -28,6 +30,7 @@ main([RelName | Rest]) ->
         AppVsn = app_vsn(filename:join(Ebin, App ++ ".app")),
         out(["app", "new", App, AppVsn, SrcDir]),
         modules("new", App, Ebin),
+        nifs("new", App, filename:dirname(Ebin)),
         supervisors("new", App, Ebin),
         shipped_appup(App, filename:join(SrcDir, "ebin"))
     end, Own),
@@ -48,6 +51,7 @@ previous(RelName, Prev, Own) ->
                  A = atom_to_list(element(1, T)), V = element(2, T),
                  out(["app", Side, A, V, "-"]),
                  modules(Side, A, filename:join([Root, "lib", A ++ "-" ++ V, "ebin"])),
+                 nifs(Side, A, filename:join([Root, "lib", A ++ "-" ++ V])),
                  supervisors(Side, A, filename:join([Root, "lib", A ++ "-" ++ V, "ebin"]))
              end || T <- Apps, lists:member(atom_to_list(element(1, T)), Own)];
         Error ->
@@ -86,9 +90,19 @@ modules(Side, App, Ebin) ->
                      proplists:get_value(behavior, Attrs, []),
         Flags = [code_change || lists:member({code_change, 3}, Exports)
                                     orelse lists:member({code_change, 4}, Exports)] ++
-                [supervisor || lists:member(supervisor, Behaviours)],
+                [supervisor || lists:member(supervisor, Behaviours)] ++
+                [on_load || proplists:is_defined(on_load, Attrs)] ++
+                [list_to_atom("b=" ++ atom_to_list(B)) || B <- lists:usort(Behaviours), is_atom(B)],
         out(["module", Side, App, atom_to_list(Mod), hex(Md5), flags(Flags)])
     end, lists:sort(filelib:wildcard(filename:join(Ebin, "*.beam")))).
+
+%% The app's NIF libraries: every priv/**/*.so, by path under the app dir.
+nifs(Side, App, AppDir) ->
+    Priv = filename:join(AppDir, "priv"),
+    [begin
+         {ok, Bin} = file:read_file(filename:join(Priv, F)),
+         out(["nif", Side, App, "priv/" ++ F, hex(erlang:md5(Bin))])
+     end || F <- lists:sort(filelib:wildcard("**/*.so", Priv))].
 
 shipped_appup(App, Ebin) ->
     case file:consult(filename:join(Ebin, App ++ ".appup")) of

@@ -57,3 +57,21 @@ def run_logs(flow_run_id) -> list[str]:
                     return lines
                 offset += 200
     return asyncio.run(read())
+
+
+def restart(host, root: str, app: str, crash: bool = False) -> str:
+    """The node stopped by its start script (CRASH: killed by its own pid, as a
+    crash or a power cut would; the hosts share the machine's process table,
+    so never by a pattern) and started by it again, as a service manager
+    would; the version it then answers."""
+    import time
+    stop = f"kill -9 {beam_pid(host)}; sleep 0.5" if crash else f"{root}/bin/{app} stop >/dev/null 2>&1"
+    host.run(f"{stop}; cd {root} && timeout 60 {root}/bin/{app} daemon </dev/null >/dev/null 2>&1")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return version(host)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)

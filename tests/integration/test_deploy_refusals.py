@@ -34,6 +34,7 @@ def test_bad_input_is_refused_with_a_clear_error_and_changes_nothing(fleet_on_v1
     from blocks import load_environment
     from flows.deploy import hot_deploy
     from flows.fleet import FleetFailed
+    from hotdeploy.hostplan import NeedsRestart
     from hotdeploy.versions import InvalidVersion
     from tasks.network import NoHosts
     from tasks.store import StoreError, UnknownVersion
@@ -47,10 +48,11 @@ def test_bad_input_is_refused_with_a_clear_error_and_changes_nothing(fleet_on_v1
         hot_deploy(version="1.0; rm -rf /", **deploy)
     unchanged(env, releases, pids)
 
-    # v3's relup goes up from v2 only: refused on hosts running v1, before any transfer
-    with pytest.raises(FleetFailed, match=rf"runs {releases.versions['v1']}, but release "
-                                          rf"{releases.versions['v3']} upgrades only from {releases.versions['v2']}"):
-        hot_deploy(version=releases.versions["v3"], **deploy)
+    # v3's relup goes up from v2 only: strategy hot refuses hosts running v1 from the
+    # environment record, before anything (strategy auto would restart them into v3)
+    with pytest.raises(NeedsRestart, match=rf"runs {releases.versions['v1']}: its relup does not go up from "
+                                           rf"{releases.versions['v1']}"):
+        hot_deploy(version=releases.versions["v3"], strategy="hot", **deploy)
     unchanged(env, releases, pids)
 
     # a tarball that does not match its published checksum

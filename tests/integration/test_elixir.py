@@ -152,13 +152,23 @@ def test_an_elixir_release_whose_node_has_no_name_in_vm_args_is_refused(make_sto
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
 
 
-def test_a_changed_protocol_implementation_is_refused_and_nothing_is_published(elixir_releases,
-                                                                               tmp_path_factory):
-    """Last in this module: it releases into the shared store (and must add nothing to it)."""
+def test_a_changed_protocol_implementation_ships_by_a_restart(elixir_releases, make_env, tmp_path_factory):
+    """Last in this module: it releases into the shared store. Consolidated
+    protocols are not hot-loaded (the node keeps the old ones): the build
+    says so, and the host is restarted into the release, its new node gated."""
+    from flows.deploy import hot_deploy
+    from flows.provision import provision_host
     from flows.release import release
-    from tests.integration.conftest import snapshot
-    before = snapshot(elixir_releases.client, elixir_releases.bucket)
-    with pytest.raises(ValueError, match=r"protocol implementations changed since .*String\.Chars"):
-        release(app_dir=str(checkout(tmp_path_factory, "protocol-change")), store_block=elixir_releases.block,
-                upgrade_from=[elixir_releases.versions["v3"]])
-    assert snapshot(elixir_releases.client, elixir_releases.bucket) == before
+    block, v3 = elixir_releases.block, elixir_releases.versions["v3"]
+    env = make_env(1, release_root="/srv/example_ex", runtime_config=RUNTIME_CONFIG)
+    [host] = env.fleet.hosts
+    provision_host(app=APP, environment=env.name, version=v3, store_block=block)
+    pid = check.beam_pid(host)
+    built = release(app_dir=str(checkout(tmp_path_factory, "protocol-change")), store_block=block,
+                    upgrade_from=[v3])
+    edge = manifest(elixir_releases, built["version"])["edges"][v3]
+    assert edge["strategy"] == "restart" and "consolidated protocols changed" in edge["reasons"][0], edge
+    [row] = hot_deploy(app=APP, environment=env.name, version=built["version"], store_block=block)
+    assert row["result"] == "restarted" and "consolidated protocols changed" in row["detail"], row
+    assert check.version(host) == built["version"] and check.beam_pid(host) != pid
+    assert check.get(host.address, "/").startswith("Howdy"), "runtime.config after the restart"

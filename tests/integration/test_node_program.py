@@ -38,20 +38,6 @@ def last_record(host) -> str:
     return host.run(f"tail -n 1 {ROOT}/hotdeploy.log").stdout.strip()
 
 
-def restart(host) -> str:
-    """Stopped and started by its start script (no systemd in the namespace)."""
-    host.run(f"{ROOT}/bin/{APP} stop >/dev/null 2>&1; cd {ROOT} && "
-             f"timeout 60 {ROOT}/bin/{APP} daemon </dev/null >/dev/null 2>&1")
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return check.version(host)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
 def free_exactly(host, free: int) -> None:
     """Resize the host's release root (a tmpfs) to leave FREE bytes."""
     used = int(host.run(f"stat -f -c '%S %b %f' {ROOT} | awk '{{print $1 * ($2 - $3)}}'").stdout)
@@ -122,7 +108,7 @@ def test_every_failure_after_the_node_changed_takes_the_host_back_and_space_is_c
     host.run(f"rm -f {ROOT}/filler")
     [row] = hot_deploy(app=APP, environment=env.name, version=v3, store_block=block)
     assert row["result"] == "upgraded" and node_facts(host) == (v3, v3, v3)
-    assert restart(host) == v3, "a restart boots what the run reported"
+    assert check.restart(host, ROOT, APP) == v3, "a restart boots what the run reported"
 
 
 def test_a_child_a_release_adds_goes_with_a_rollback_and_one_it_removes_stops_at_the_upgrade(

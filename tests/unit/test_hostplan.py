@@ -99,3 +99,47 @@ def test_rollback_target_per_host():
     assert rollback_target(host, None, ["1.0.0"])[0] == "1.0.0"
     target, why = rollback_target(HostReleases({"1.2.0": "permanent"}, running="1.2.0"), None, ["1.1.0"])
     assert target is None and "no earlier release" in why and "to_version" in why
+
+
+def test_the_strategy_decides_hot_or_restart_per_host():
+    host = HostReleases({"1.0.0": "permanent"})
+    edges = {"0.9.0": ("NIF library example_app/priv/x.so changed",)}
+    assert decide_upgrade(host, "1.1.0", ["1.0.0"], strategy="auto").action is Action.INSTALL
+    restart = decide_upgrade(host, "1.1.0", ["1.0.0"], strategy="restart")
+    assert restart.action is Action.RESTART and restart.needs_transfer and "strategy restart" in restart.reason
+    on_nif = HostReleases({"0.9.0": "permanent"})
+    auto = decide_upgrade(on_nif, "1.1.0", ["1.0.0"], strategy="auto", restart_edges=edges)
+    assert auto.action is Action.RESTART and "NIF library example_app/priv/x.so changed" in auto.reason
+    hot = decide_upgrade(on_nif, "1.1.0", ["1.0.0"], strategy="hot", restart_edges=edges)
+    assert hot.action is Action.REFUSE and hot.reason == (
+        "host runs 0.9.0, which needs a restart to go to 1.1.0: NIF library example_app/priv/x.so changed. "
+        "Deploy with strategy auto or restart")
+    unrelated = decide_upgrade(HostReleases({"0.8.0": "permanent"}), "1.1.0", ["1.0.0"], strategy="auto")
+    assert unrelated.action is Action.RESTART and "its relup does not go up from 0.8.0" in unrelated.reason
+
+
+def test_a_rollback_restarts_back_where_no_relup_goes_down():
+    host = HostReleases({"1.1.0": "permanent", "1.0.0": "old"})
+    hot = decide_upgrade(host, "1.0.0", [], down_to=["1.0.0"], strategy="auto")
+    assert hot.action is Action.INSTALL
+    back = decide_upgrade(host, "1.0.0", [], down_to=[], strategy="auto")
+    assert back.action is Action.RESTART and not back.needs_transfer and "relup does not go down" in back.reason
+    assert decide_upgrade(host, "1.0.0", [], down_to=[], strategy="hot").action is Action.REFUSE
+    assert decide_upgrade(host, "0.5.0", [], down_to=[], strategy="auto").action is Action.REFUSE
+
+
+def test_a_hot_only_deploy_is_refused_from_the_record_naming_the_hosts():
+    from hotdeploy.hostplan import needing_restart
+    record = [{"host": "web-1", "running": "1.0.0"}, {"host": "web-2", "running": "0.9.0"},
+              {"host": "web-3", "running": "1.1.0"}, {"host": "web-4", "running": None}]
+    assert needing_restart(record, "1.1.0", ["1.0.0", "0.9.0"], {"0.9.0": ("NIF library a.so changed",)}) == [
+        "web-2 runs 0.9.0: NIF library a.so changed"]
+    assert needing_restart(record, "1.1.0", ["1.0.0"], {}) == ["web-2 runs 0.9.0: its relup does not go up from 0.9.0"]
+
+
+def test_a_rollback_that_may_restart_goes_back_to_any_earlier_release_still_on_the_host():
+    from hotdeploy.hostplan import rollback_target
+    host = HostReleases({"1.1.0": "permanent", "1.0.0": "old"}, running="1.1.0")
+    assert rollback_target(host, "1.0.0", [], "auto") == ("1.0.0", "back to 1.0.0, which this host ran before 1.1.0")
+    assert rollback_target(host, None, [], "auto")[0] == "1.0.0"
+    assert rollback_target(host, "1.0.0", [], "hot")[0] is None, "hot only: no relup goes down there"
