@@ -7,7 +7,9 @@ production; apply the deployments and start a process worker. Then, each by
 `prefect deployment run ... --watch` as a person or CI would, while a load
 client hammers staging and production: provision staging; ship v2 to
 staging; production refuses v2 (never rehearsed); the rehearsal passes;
-production accepts v2, rolls back, and takes v2 again; status of both;
+production accepts v2, rolls back, and takes v2 again; then staging gets a
+release that cannot be hot-loaded (a changed NIF library; for the Elixir
+example, a changed protocol), shipped by a rolling restart; status of both;
 the ingress sweep. Ends with a report and every deployment's last run read
 from the Prefect API (all must be Completed). Without --keep everything is
 stopped at the end; with it, `down` stops it later. Services already
@@ -38,6 +40,9 @@ EXAMPLES = {"example_app": "example_app", "elixir_app": "example_ex"}   # exampl
 APP = "example_app"
 SOURCE = "example_app"
 FLEETS = (("staging", 2), ("rehearsal", 1), ("production", 2))   # hosts .100-.104
+# The releases that ship by a restart after the hot story: a NIF added (hot),
+# then changed (restart); for Elixir, a changed protocol implementation.
+RESTART_STORY = {"example_app": ("nif", "nif-2"), "elixir_app": ("protocol-change",)}
 
 
 def say(msg: str) -> None:
@@ -277,9 +282,10 @@ def run(keep: bool, moto_url: str | None) -> int:
             steps.append(_deployment_run(env, "hot-deploy/production"))
             time.sleep(1)
         after = fleet_view(served)
+        stats = load.stats.summary()
+        restart = _restart_story(env, repo, fleets, served, steps)
         for name in ("status/staging", "status/production", "sweep-ingress/all"):
             steps.append(_deployment_run(env, name))
-        stats = load.stats.summary()
         deployments = asyncio.run(last_runs())
         ship = next(s for s in steps if s["deployment"] == "ship/staging")
         report = {"ship_exit_code": ship["exit_code"], "ship_seconds": ship["seconds"],
@@ -289,7 +295,7 @@ def run(keep: bool, moto_url: str | None) -> int:
                   "rehearsal_host": fleet_view(fleets["rehearsal"]["hosts"]),
                   "requests": stats, "steps": steps, "deployments": deployments,
                   "steps_seconds": _timings(run_name) if ship["exit_code"] == 0 else {},
-                  "demo_seconds": round(time.monotonic() - started, 1)}
+                  "restart": restart, "demo_seconds": round(time.monotonic() - started, 1)}
         (STATE / "report.json").write_text(json.dumps(report, indent=2))
         print_report(report)
         say("every deployment's last run, from the Prefect API (python -m deployments.report --all):")
@@ -302,8 +308,8 @@ def run(keep: bool, moto_url: str | None) -> int:
                 print(f"{step['deployment']}:\n{step['output']}")
         ok = (all(s["as_expected"] for s in steps) and stats["failed"] == 0 and all(d["ok"] for d in deployments)
               and all(h["pid_before"] == h["pid_after"] and h["version_after"] != h["version_before"]
-                      for h in report["hosts"]))
-        say("hot deploy OK" if ok else "hot deploy FAILED")
+                      for h in report["hosts"]) and restart["ok"])
+        say("hot deploy and restart OK" if ok else "demo FAILED")
         return 0 if ok else 1
     finally:
         if keep:
@@ -312,6 +318,51 @@ def run(keep: bool, moto_url: str | None) -> int:
         else:
             KEPT.unlink(missing_ok=True)   # the next demo starts from an empty database
             down()
+
+
+def _restart_story(env: dict, repo: Path, fleets: dict, served: list[dict], steps: list[dict]) -> dict:
+    """Ship, to staging, the releases of RESTART_STORY (the last one cannot be
+    hot-loaded) under load on staging and production; per host: version and
+    pid before and after, the seconds its node was down (the hot-deploy's
+    table) and the requests that failed on it."""
+    from tasks.probe import LoadClient
+    for version in RESTART_STORY[SOURCE][:-1]:
+        steps.append(_deployment_run(env, "ship/staging", git_ref=_commit_version(repo, version)))
+    last = RESTART_STORY[SOURCE][-1]
+    sha = _commit_version(repo, last)
+    say(f"{last}: a release that cannot be hot-loaded; ship it to staging by a rolling restart, under load")
+    before = fleet_view(served)
+    with LoadClient([h["address"] for h in served], connections=2, max_seconds=600) as load:
+        time.sleep(1)
+        steps.append(_deployment_run(env, "ship/staging", git_ref=sha))
+        time.sleep(1)
+    after = fleet_view(served)
+    down = {row.get("host"): row for row in _latest_table("hot-deploy-staging")}
+    hosts = []
+    for h, b, a in zip(_with_environment(fleets, served), before, after):
+        failed = sum(1 for e in load.stats.errors if e.startswith(h["address"] + ":"))
+        row = down.get(h["name"], {}) if h["environment"] == "staging" else {}
+        hosts.append({"host": h["name"], "environment": h["environment"], "version_before": b["version"],
+                      "version_after": a["version"], "pid_before": b["pid"], "pid_after": a["pid"],
+                      "result": row.get("result", "-"), "down_seconds": row.get("down s"), "failed": failed})
+    ok = all((h["result"] == "restarted" and h["pid_after"] != h["pid_before"]
+              and h["version_after"] != h["version_before"]) if h["environment"] == "staging"
+             else (h["failed"] == 0 and h["pid_after"] == h["pid_before"]) for h in hosts)
+    return {"release": last, "hosts": hosts, "sent": load.stats.sent, "ok": ok}
+
+
+def _latest_table(key: str) -> list[dict]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    async def read():
+        async with get_client() as client:
+            found = await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                                sort=ArtifactSort.CREATED_DESC, limit=1)
+            return found[0].data if found else "[]"
+    data = asyncio.run(read())
+    return json.loads(data) if isinstance(data, str) else data
 
 
 def print_report(r: dict) -> None:
@@ -333,6 +384,14 @@ def print_report(r: dict) -> None:
     print(f"ship/staging, by task: {r['ship_seconds']} s")
     for step, secs in r["steps_seconds"].items():
         print(f"  {step:<28}{secs:>8.2f} s")
+    restart = r.get("restart")
+    if restart:
+        print(f"\n{restart['release']}, shipped to staging by a rolling restart ({restart['sent']} requests to "
+              "staging and production meanwhile):")
+        print(f"{'environment':<13}{'host':<25}{'result':<12}{'down s':<9}{'failed requests':<17}pid before -> after")
+        for h in restart["hosts"]:
+            print(f"{h['environment']:<13}{h['host']:<25}{h['result']:<12}{str(h['down_seconds'] or '-'):<9}"
+                  f"{h['failed']:<17}{h['pid_before']} -> {h['pid_after']}")
     print(f"whole demo: {r['demo_seconds']} s\n")
 
 

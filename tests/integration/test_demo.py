@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.integration]
 
 
-def test_demo_ships_v2_through_staging_rehearsal_and_production_with_every_deployment_green(
+def test_demo_ships_v2_through_every_environment_then_a_restart_release_with_every_deployment_green(
         docker_engine, prefect_server, moto_url, tmp_path):
     state = tmp_path / "demo"
     env = {**os.environ, "HOTDEPLOY_DEMO_DIR": str(state)}
@@ -47,12 +47,21 @@ def test_demo_ships_v2_through_staging_rehearsal_and_production_with_every_deplo
         listed = subprocess.run([sys.executable, "-m", "deployments.report", "--all"], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=120)
         assert listed.returncode == 0 and "sweep-ingress/all" in listed.stdout, listed.stdout + listed.stderr
+        # then a release that cannot be hot-loaded (a changed NIF) went to staging by a rolling
+        # restart: new nodes there, each down a few seconds; production lost no request meanwhile
+        restart = report["restart"]
+        assert restart["ok"] and restart["release"] == "nif-2", restart
+        staging = [h for h in restart["hosts"] if h["environment"] == "staging"]
+        assert [h["result"] for h in staging] == ["restarted", "restarted"]
+        assert all(h["down_seconds"] > 0 and h["pid_after"] != h["pid_before"] for h in staging), staging
+        assert all(h["failed"] == 0 for h in restart["hosts"] if h["environment"] == "production"), restart
         # what a CI log shows after --watch: the one line (version, hosts) and the ship's summary
         shipped = subprocess.run([sys.executable, "-m", "deployments.report", "--latest", "ship/staging"],
                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert shipped.returncode == 0, shipped.stdout + shipped.stderr
-        version = report["hosts"][0]["version_after"]
-        assert f"shipped example_app {version}" in shipped.stdout and "2 upgraded" in shipped.stdout, shipped.stdout
+        version = staging[0]["version_after"]
+        assert f"shipped example_app {version}" in shipped.stdout and "2 restarted" in shipped.stdout, shipped.stdout
+        assert "NIF library example_app/priv/example_app_nif.so changed" in shipped.stdout, shipped.stdout
 
         # A push whose tests fail: the deployment run fails, --watch exits non-zero, the fleet is unchanged.
         repo = state / "app"
