@@ -15,7 +15,12 @@ python -m benchmarks.run [--sizes 1,4,16,32] [--out benchmarks/out]
    long with no upgrade;
 4. cost: the deployer's own peak RSS (VmHWM read in its process), host CPU
    per host upgrade (/proc accounting of every process in the hosts'
-   namespaces), Prefect server memory, per-host time p50/p95.
+   namespaces), Prefect server memory, per-host time p50/p95;
+5. restart: the same v1 -> v2 at the largest size up to 16 hosts, by a
+   rolling restart (hot_deploy strategy=restart: canary, waves of 25 %, the
+   gate) beside an `xargs -P` loop doing `bin/<rel> stop`, unpack, start,
+   each on a fresh fleet on v1 under the same load: time, failed requests,
+   each host's seconds down.
 
 Writes OUT/results.json, OUT/results.md, OUT/fleet_scaling.png and
 OUT/latency.png. Nothing here is asserted: it measures and prints.
@@ -72,10 +77,11 @@ def checkout(version: str, work: Path, source: str = "example_app") -> Path:
 class Fleet:
     """A local fleet registered in moto, with its environment block."""
 
-    def __init__(self, name: str, size: int, first: int, moto_url: str, app: str = APP):
+    def __init__(self, name: str, size: int, first: int, moto_url: str, app: str = APP, **env_fields):
         from localfleet.fleet import Fleet as NsFleet
         self.ns = NsFleet(name, size, first=first)
         self.app = app
+        self.env_fields = {"canary": 0, "wave_size": "100%", **env_fields}   # all at once, as xargs -P
         try:
             self._start(name, moto_url)
         except BaseException:
@@ -102,7 +108,7 @@ class Fleet:
                                       "deployer_key": str(self.ns.deployer_key),
                                       "known_hosts": self.ns.known_hosts()}, name, app=self.app,
                            runtime_config=f'[{{{self.app}, [{{greeting, "Hello"}}]}}].\n', max_parallel=32,
-                           health_soak_seconds=1.0, canary=0, wave_size="100%")  # all at once, as xargs -P
+                           health_soak_seconds=1.0, **self.env_fields)
 
     @property
     def addresses(self) -> list[str]:
@@ -117,25 +123,26 @@ class Fleet:
         self.ns.stop()
 
 
-def shell_upgrade(fleet: Fleet, vsn: str, tarball: Path, parallel: int) -> float:
+def shell_upgrade(fleet: Fleet, vsn: str, tarball: Path, parallel: int, script: str = "upgrade_host.sh") -> float:
     """The seed's way, timed whole: open the ingress rule (one EC2 call),
-    `upgrade_host.sh` per host through `xargs -P PARALLEL` (scp the full
-    tarball, `bin/<rel> upgrade`), revoke the rule."""
+    SCRIPT per host through `xargs -P PARALLEL` (upgrade_host.sh: scp the full
+    tarball, `bin/<rel> upgrade`; restart_host.sh: stop, unpack, start),
+    revoke the rule."""
     env = {**os.environ, "KEY": str(fleet.ns.deployer_key), "KNOWN_HOSTS": str(fleet.known_hosts),
            "ROOT": f"/srv/{APP}", "REL": APP}
     start = time.monotonic()
     fleet.ingress("authorize")
     try:
-        subprocess.run(["xargs", "-P", str(parallel), "-I{}", "bash", str(ROOT / "benchmarks" / "upgrade_host.sh"),
+        subprocess.run(["xargs", "-P", str(parallel), "-I{}", "bash", str(ROOT / "benchmarks" / script),
                         "{}", vsn, str(tarball)], input="\n".join(fleet.addresses), text=True, env=env, check=True)
     finally:
         fleet.ingress("revoke")
     return time.monotonic() - start
 
 
-def deploy_in_own_process(fleet: Fleet, vsn: str, store: str) -> dict:
+def deploy_in_own_process(fleet: Fleet, vsn: str, store: str, strategy: str = "auto") -> dict:
     """hot_deploy in a child process: flow wall time, rows and peak RSS, as it measured them."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.deploy_once", fleet.name, vsn, store],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.deploy_once", fleet.name, vsn, store, strategy],
                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"hot_deploy in a child process failed ({proc.returncode}): {proc.stdout[-2000:]}")
@@ -183,11 +190,12 @@ def pct(xs: list[float], p: float) -> float:
 SOAK_S = 1.0   # health_soak_seconds of the benchmark environments (the gate's soak is on)
 
 
-def fresh_fleet(name: str, n: int, first: int, moto_url: str, store: str, v1: str, app: str = APP) -> Fleet:
+def fresh_fleet(name: str, n: int, first: int, moto_url: str, store: str, v1: str, app: str = APP,
+                **env_fields) -> Fleet:
     """A new fleet of N hosts, each provisioned with V1 and nothing else: the
     same starting state for every contender."""
     from flows.provision import provision_host
-    fleet = Fleet(name, n, first, moto_url, app)
+    fleet = Fleet(name, n, first, moto_url, app, **env_fields)
     try:
         provision_host(app=app, environment=fleet.name, version=v1, store_block=store)
     except BaseException:
@@ -345,6 +353,41 @@ def bench_scaling(moto_url: str, work: Path, store: str, sizes: list[int], serve
     return results
 
 
+def bench_restart(moto_url: str, work: Path, store: str, n: int) -> dict:
+    """v1 -> v2 on N hosts by a rolling restart: ours (hot_deploy
+    strategy=restart, the environment's canary and waves of 25 %: never more
+    than a wave down) beside an `xargs -P` loop of stop, unpack, start (every
+    host at once), each on a fresh fleet on v1 under the same load."""
+    from flows.release import release
+    from hotdeploy import layout
+    from prefect_aws import S3Bucket
+    from tasks.store import download
+    v1 = release(app_dir=str(checkout("v1", work)), store_block=store)["version"]
+    v2 = release(app_dir=str(checkout("v2", work)), store_block=store)["version"]
+    tarball = download(S3Bucket.load(store), layout.tarball_key(APP, v2), work / "restart-v2.tar.gz")
+    row: dict = {"hosts": n, "pair": "v1 -> v2, strategy restart"}
+    log(f"restart: {n} host(s), ours (canary 1, waves of 25%), under load")
+    fleet = fresh_fleet("brso", n, 10, moto_url, store, v1, canary=1, wave_size="25%")
+    try:
+        with Load(fleet.addresses) as load:
+            deployed = deploy_in_own_process(fleet, v2, store, "restart")
+        downs = [r["down_seconds"] for r in deployed["rows"] if r.get("down_seconds") is not None]
+        row.update({"ours_s": deployed["seconds"], "ours_load": load.result["summary"],
+                    "ours_results": sorted({r["result"] for r in deployed["rows"]}),
+                    "ours_down_p50_s": pct(downs, 50), "ours_down_max_s": max(downs, default=0)})
+    finally:
+        fleet.stop()
+    log(f"restart: {n} host(s), xargs -P loop of stop, unpack, start, under load")
+    fleet = fresh_fleet("brsx", n, 10 + n, moto_url, store, v1)
+    try:
+        with Load(fleet.addresses) as load:
+            row["xargs_s"] = round(shell_upgrade(fleet, v2, tarball, parallel=n, script="restart_host.sh"), 3)
+        row["xargs_load"] = load.result["summary"]
+    finally:
+        fleet.stop()
+    return row
+
+
 # (figure, fleet size or None for every size, how it is computed from a scaling
 # row and the 1-host row, target: lower is better). The stage ratios are given
 # under the load client (which alone saturates the 2 cores at 16+ hosts) and
@@ -431,6 +474,14 @@ def write_outputs(results: dict, out: Path) -> None:
                      f"{r['sequential_ssh_host_cpu_s_per_host']}, {r['xargs_parallel_host_cpu_s_per_host']} "
                      f"| {r['per_host_p50_s']}/{r['per_host_p95_s']} | {r['sent_kb_per_host']} "
                      f"| {r['deployer_peak_rss_mb']} | {r['prefect_server_rss_mb']} |")
+    if results.get("restart"):
+        r = results["restart"]
+        lines += ["", f"### Restart deploy ({r['hosts']} hosts, {r['pair']}, same load, each from a fresh fleet on v1)",
+                  "", "| contender | time (s) | requests sent / failed | host down p50 / max (s) |", "|---|---|---|---|",
+                  f"| ours (canary, waves of 25 %, gate) | {r['ours_s']:.2f} | {r['ours_load']['sent']} / "
+                  f"{r['ours_load']['failed']} | {r['ours_down_p50_s']} / {r['ours_down_max_s']} |",
+                  f"| xargs -P: stop, unpack, start (all at once) | {r['xargs_s']:.2f} | {r['xargs_load']['sent']} / "
+                  f"{r['xargs_load']['failed']} | - |"]
     lines += ["", "### Availability (load client, 1 keep-alive connection per host)", "",
               "| hosts | during upgrade: sent / failed / p50 / p99 / max ms | same load, no upgrade |",
               "|---|---|---|"]
@@ -492,6 +543,8 @@ def main() -> int:
         results["pipeline"] = None if args.skip_pipeline else bench_pipeline(moto_url, work, "bench-pipeline")
         create_store(moto_url, bucket="bench-scaling", name="bench-scaling")
         results["scaling"] = bench_scaling(moto_url, work, "bench-scaling", sizes, server.pid)
+        create_store(moto_url, bucket="bench-restart", name="bench-restart")
+        results["restart"] = bench_restart(moto_url, work, "bench-restart", min(max(sizes), 16))
         results["targets"] = against_targets(results["scaling"])
         results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip() or None

@@ -29,5 +29,8 @@ def test_benchmark_runs_and_reports_each_figure_beside_its_baseline(docker_engin
     assert {t["figure"] for t in results["targets"]} and all("target" in t for t in results["targets"])
     assert one["load_during_upgrade"]["failed"] == 0
     assert one["load_during_upgrade"]["sent"] > 0 and one["load_without_upgrade"]["sent"] > 0
+    restart = results["restart"]
+    assert restart["hosts"] == 1 and restart["ours_s"] > 0 and restart["xargs_s"] > 0
+    assert restart["ours_results"] == ["restarted"] and restart["ours_down_max_s"] > 0
     md = (out / "results.md").read_text()
     assert "| step | ours (s) | baseline script (s) |" in md and "### Against the targets" in md
