@@ -210,13 +210,19 @@ def rollback_target(host: HostReleases, recorded_previous: str | None, down_to: 
     running one. None (and why) when there is none."""
     from .versions import Version
     running = host.running
-    reachable = (lambda v: v in down_to) if strategy == "hot" else (lambda v: True)
+
+    def older(v: str) -> bool:
+        try:
+            return Version.parse(v) < Version.parse(running)
+        except ValueError:
+            return False
+    # a rollback goes back, never up (what a host ran before may be newer: it was rolled back from it)
+    reachable = (lambda v: v in down_to and older(v)) if strategy == "hot" else older
     how = "that {running}'s relup goes down to" if strategy == "hot" else "still on it"
     if recorded_previous and recorded_previous in host.statuses and reachable(recorded_previous):
         return recorded_previous, f"back to {recorded_previous}, which this host ran before {running}"
     try:
-        below = sorted((v for v in host.statuses if reachable(v) and Version.parse(v) < Version.parse(running)),
-                       key=Version.parse)
+        below = sorted((v for v in host.statuses if reachable(v)), key=Version.parse)
     except ValueError:
         below = []
     if below:

@@ -16,6 +16,17 @@ def needs_erlang():
         pytest.fail("the node tests need erl, erlc and rebar3 (scripts/install.sh installs them)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_session_at_a_time():
+    """Every test node is example_app@127.0.0.1 on this machine's loopback
+    (the name its release's vm.args gives): two sessions at once would meet
+    each other's nodes. A second one waits for the first."""
+    import fcntl
+    with open("/tmp/hotdeploy-node-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 class Releases:
     """The example app's versions, each built on first use: v1 (a first
     release), v2 (relup from v1), and builds from any example version."""

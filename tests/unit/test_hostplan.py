@@ -143,3 +143,10 @@ def test_a_rollback_that_may_restart_goes_back_to_any_earlier_release_still_on_t
     assert rollback_target(host, "1.0.0", [], "auto") == ("1.0.0", "back to 1.0.0, which this host ran before 1.1.0")
     assert rollback_target(host, None, [], "auto")[0] == "1.0.0"
     assert rollback_target(host, "1.0.0", [], "hot")[0] is None, "hot only: no relup goes down there"
+
+
+def test_a_rollback_never_goes_up_to_what_the_host_was_rolled_back_from():
+    from hotdeploy.hostplan import rollback_target
+    host = HostReleases({"1.0.0": "permanent", "1.2.0": "old"}, running="1.0.0")
+    target, why = rollback_target(host, "1.2.0", ["0.9.0"], "auto")
+    assert target is None and "no earlier release to go back to" in why
