@@ -48,6 +48,15 @@
 %%%               does not come up (the way back of a restart).
 %%%   drain       before a restart: the app's drain function, or a GET of its
 %%%               drain path, then a wait.
+%%%   observe     the signals of a soak, sampled for window_ms, changing
+%%%               nothing: a baseline host beside a canary.
+%%%
+%%% Signals: every soak (and observe) samples, every 100 ms, the app's probe
+%%% path from inside the node (what a client of the host gets: failures and
+%%% latency), and every 500 ms the VM (process count, the longest message
+%%% queue, memory, run queue); it counts warning and error log events and the
+%%% children of the app's tree that restarted. The answer carries them as
+%%% numbers (`signals`); the deployer compares canary and baseline hosts.
 -module(hotdeploy_node).
 
 -export([run/1]).
@@ -58,7 +67,7 @@
 -type health() :: #{port := inet:port_number(), path := string(), status := pos_integer(),
                     body := binary()}.
 -type children() :: [#{sup := atom(), ids := [binary()]}].
--type params() :: #{op := inspect | upgrade | gate | first_boot | prepare_restart | set_boot | drain,
+-type params() :: #{op := inspect | upgrade | gate | first_boot | prepare_restart | set_boot | drain | observe,
                     root := string(), rel := string(), app := atom(),
                     vsn => vsn(), previous => vsn(), mode => install | finish,
                     target => vsn(), package => string(), config => string(),
@@ -67,7 +76,8 @@
                     soak_ms => non_neg_integer(), install_timeout_ms => pos_integer(),
                     boot_wait_ms => non_neg_integer(), expected_children => children(),
                     fault => atom(), close => close(), drain_mfa => {atom(), atom(), list()},
-                    drain_path => string(), drain_ms => non_neg_integer()}.
+                    drain_path => string(), drain_ms => non_neg_integer(),
+                    probe_path => string(), window_ms => non_neg_integer(), commit => boolean()}.
 %% How a gate closes the record an earlier call began: the result written
 %% when it passes (done) and when it fails (failed; none: leave it open).
 -type close() :: #{slot := non_neg_integer(), from := vsn(), to := vsn(), done := atom(), failed := atom()}.
@@ -96,7 +106,8 @@ run(P) ->
                      gate -> gate_only(P);
                      prepare_restart -> prepare_restart(P);
                      set_boot -> set_boot_op(P);
-                     drain -> drain(P)
+                     drain -> drain(P);
+                     observe -> observe(P)
                  end
              catch throw:{hotdeploy_fail, Step, Why} ->
                        #{result => failed, step => Step, detail => Why};
@@ -354,7 +365,7 @@ upgrade(P) ->
               end,
     After = try str(running()) catch _:_ -> null end,
     Boots = try opt(boots(P)) catch _:_ -> null end,
-    Answer = maps:merge(Base, Outcome#{running => After, boots => Boots,
+    Answer = maps:merge(Base, Outcome#{running => After, boots => Boots, signals => signals_answer(),
                                        pid_after => list_to_integer(os:getpid()),
                                        permanent => try opt(permanent()) catch _:_ -> null end,
                                        config => config_hash()}),
@@ -409,8 +420,13 @@ change(P, Mode, Prev, Vsn, Staged, Before) ->
             finish -> ok
         end,
         step(gate, P, fun() -> gate(P, Vsn) end),
-        step(permanent, P, fun() -> make_boot(P, Vsn) end),
-        #{result => done, detail => ConfigNote}
+        case maps:get(commit, P, true) of
+            true -> step(permanent, P, fun() -> make_boot(P, Vsn) end),
+                    #{result => done, detail => ConfigNote};
+            %% the deployer makes it permanent later (a canary verdict, a
+            %% stability window): until then a restart boots what ran before
+            false -> #{result => installed, detail => ConfigNote}
+        end
     catch throw:{hotdeploy_fail, Step, Why} ->
         case init:get_status() of
             {stopping, _} ->
@@ -428,6 +444,7 @@ change(P, Mode, Prev, Vsn, Staged, Before) ->
 way_back(P, Prev, Before, Step, Why) ->
     put(hotdeploy_since, logger:timestamp()),
     _ = crash_lines(),
+    put(hotdeploy_errors, []),
     try
         step(back_wait, P, fun() -> wait_pending_install(P) end),
         step(back_config, P, fun() -> restore_config(Prev) end),
@@ -849,7 +866,7 @@ gate_only(P) ->
              after unwatch_logs()
              end,
     Facts = #{running => str(running()), permanent => opt(permanent()), boots => opt(boots(P)),
-              pid_after => list_to_integer(os:getpid()), config => config_hash()},
+              pid_after => list_to_integer(os:getpid()), config => config_hash(), signals => signals_answer()},
     Closed = maps:merge(Facts, Answer),
     close_record(P, Closed),
     Closed.
@@ -862,7 +879,7 @@ gate(P, Vsn) ->
     Declared = case maps:get(vsn, P, none) of Vsn -> declared(P); _ -> #{} end,
     wait_answer(P, H, Vsn, now_ms() + Limit, Limit),
     gate_check(P, Declared),
-    timer:sleep(maps:get(soak_ms, P)),
+    put(hotdeploy_signals, signals(P, maps:get(soak_ms, P))),
     gate_check(P, Declared).
 
 wait_answer(P, H, Vsn, Deadline, Limit) ->
@@ -940,8 +957,10 @@ recv_all(S, Acc) ->
 watch_logs() ->
     put(hotdeploy_since, 0),
     _ = logger:remove_primary_filter(hotdeploy_gate),
+    put(hotdeploy_warnings, 0),
+    put(hotdeploy_errors, []),
     Filter = fun(#{level := L} = E, To) ->
-                     case logger:compare_levels(L, error) of
+                     case logger:compare_levels(L, warning) of
                          lt -> ignore;
                          _ -> To ! {hotdeploy_event, maps:with([level, msg, meta], E)}, ignore
                      end end,
@@ -952,15 +971,22 @@ watch_logs() ->
 
 unwatch_logs() -> logger:remove_primary_filter(hotdeploy_gate).
 
-%% The error events received since hotdeploy_since (a logger timestamp): a
-%% crash report of the failed release that arrives late must not fail the
-%% gate of the way back.
-crash_lines() -> crash_lines([]).
+%% Every error event received since the gate began (hotdeploy_since, a
+%% logger timestamp: a crash report of the failed release that arrives late
+%% must not fail the gate of the way back); warnings are counted.
+crash_lines() ->
+    New = collect([]),
+    All = get_errors() ++ New,
+    put(hotdeploy_errors, All),
+    All.
 
-crash_lines(Acc) ->
+collect(Acc) ->
     Since = get(hotdeploy_since),
     receive
-        {hotdeploy_event, #{meta := #{time := T}}} when T < Since -> crash_lines(Acc);
+        {hotdeploy_event, #{meta := #{time := T}}} when T < Since -> collect(Acc);
+        {hotdeploy_event, #{level := warning}} ->
+            put(hotdeploy_warnings, get(hotdeploy_warnings) + 1),
+            collect(Acc);
         {hotdeploy_event, #{msg := Msg, meta := Meta}} ->
             Text = case Msg of
                        {report, R} -> short(R);
@@ -970,11 +996,102 @@ crash_lines(Acc) ->
             Ignored = [M || M <- ignored(), is_atom(M),
                             binary:match(Text, <<"{initial_call,{", (atom_to_binary(M))/binary, ",">>) =/= nomatch],
             case Ignored of
-                [] -> crash_lines([words("~0p: ~s", [maps:get(pid, Meta, undefined), Text]) | Acc]);
-                _ -> crash_lines(Acc)
+                [] -> collect([words("~0p: ~s", [maps:get(pid, Meta, undefined), Text]) | Acc]);
+                _ -> collect(Acc)
             end
     after 0 -> lists:reverse(Acc)
     end.
+
+%%--------------------------------------------------------------------
+%% signals: how the service behaves during a soak, as numbers
+%%--------------------------------------------------------------------
+
+-define(PROBE_MS, 100).
+-define(VM_EVERY, 5).
+
+%% The soak's signals, or null when no soak ran (a gate that failed first).
+signals_answer() -> case get(hotdeploy_signals) of undefined -> null; S -> S end.
+
+-spec observe(params()) -> answer().
+observe(P) ->
+    watch_logs(),
+    try
+        Signals = step(observe, P, fun() -> signals(P, maps:get(window_ms, P)) end),
+        #{result => done, running => str(running()), pid_after => list_to_integer(os:getpid()), signals => Signals}
+    after unwatch_logs()
+    end.
+
+get_errors() -> case get(hotdeploy_errors) of undefined -> []; L -> L end.
+
+%% Sample for MS: the probe path from inside the node every 100 ms, the VM
+%% every 500 ms; log events through the gate's filter (warnings counted by
+%% crash_lines), child restarts by comparing the tree's pids.
+signals(P, Ms) ->
+    H = maps:get(health, P),
+    Path = maps:get(probe_path, P, maps:get(path, H)),
+    Pids0 = child_pids(P),
+    Errors0 = length(crash_lines()),
+    Warn0 = get(hotdeploy_warnings),
+    Vm0 = vm(),
+    S = sample(maps:get(port, H), Path, now_ms() + Ms, 0,
+               #{lat => [], failed => 0, queue => maps:get(queue, Vm0), runq => maps:get(runq, Vm0)}),
+    Vm1 = vm(),
+    Errors = length(crash_lines()) - Errors0,
+    Lat = lists:sort(maps:get(lat, S)),
+    N = length(Lat),
+    Pct = fun(_, 0) -> null; (Q, _) -> round_ms(lists:nth(max(1, min(N, ceil(Q * N))), Lat)) end,
+    #{window_ms => Ms, probe_path => str(Path), probes => N, failed => maps:get(failed, S),
+      p50_ms => Pct(0.5, N), p99_ms => Pct(0.99, N), max_ms => case Lat of [] -> null; _ -> round_ms(lists:last(Lat)) end,
+      warning_events => get(hotdeploy_warnings) - Warn0, error_events => Errors,
+      child_restarts => restarts(Pids0, child_pids(P)),
+      processes_start => maps:get(processes, Vm0), processes_end => maps:get(processes, Vm1),
+      max_queue => max(maps:get(queue, S), maps:get(queue, Vm1)),
+      memory_start_mb => maps:get(memory_mb, Vm0), memory_end_mb => maps:get(memory_mb, Vm1),
+      run_queue_max => max(maps:get(runq, S), maps:get(runq, Vm1))}.
+
+sample(Port, Path, Until, I, Acc) ->
+    case now_ms() >= Until of
+        true -> Acc;
+        false ->
+            T0 = erlang:monotonic_time(microsecond),
+            Ok = case http_get(Port, Path) of
+                     {Code, _} when is_integer(Code), Code < 500 -> true;
+                     _ -> false
+                 end,
+            Us = erlang:monotonic_time(microsecond) - T0,
+            Acc1 = Acc#{lat := [Us | maps:get(lat, Acc)],
+                        failed := maps:get(failed, Acc) + case Ok of true -> 0; false -> 1 end},
+            Acc2 = case (I + 1) rem ?VM_EVERY of
+                       0 -> Vm = vm(),
+                            Acc1#{queue := max(maps:get(queue, Acc1), maps:get(queue, Vm)),
+                                  runq := max(maps:get(runq, Acc1), maps:get(runq, Vm))};
+                       _ -> Acc1
+                   end,
+            timer:sleep(max(0, ?PROBE_MS - Us div 1000)),
+            sample(Port, Path, Until, I + 1, Acc2)
+    end.
+
+round_ms(Us) -> round(Us / 100) / 10.
+
+%% The VM now: processes, the longest message queue, memory, run queue.
+vm() ->
+    Queue = lists:foldl(fun(Pid, Max) ->
+                                case erlang:process_info(Pid, message_queue_len) of
+                                    {message_queue_len, L} -> max(L, Max);
+                                    undefined -> Max
+                                end end, 0, erlang:processes()),
+    #{processes => erlang:system_info(process_count), queue => Queue,
+      memory_mb => round(erlang:memory(total) / 104857.6) / 10, runq => erlang:statistics(total_run_queue_lengths_all)}.
+
+%% Each child of the app's tree that is a process, by {Sup, Id}.
+child_pids(P) ->
+    try maps:from_list([{{Sup, Id}, C} || {Sup, _, Id, C, _} <- tree(P), is_pid(C)])
+    catch throw:_ -> #{}
+    end.
+
+%% Children running under another pid than at the start: restarted.
+restarts(Before, After) ->
+    length([K || {K, Pid} <- maps:to_list(After), maps:is_key(K, Before), maps:get(K, Before) =/= Pid]).
 
 %%--------------------------------------------------------------------
 %% permanence: what a restart boots, checked before and after
