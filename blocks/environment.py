@@ -57,6 +57,31 @@ class DeployEnvironment(Block):
                                                                "is stopped (connections finish, balancers notice)")
     stop_timeout_seconds: float = Field(default=30.0, gt=0, description="a node that has not stopped this long "
                                                                         "after its stop is killed")
+    probe_path: str | None = Field(default=None, description="what each soak probes from inside the node, to "
+                                                             "compare canary and baseline hosts, e.g. / (empty: "
+                                                             "health_path)")
+    canary_latency_ratio: float = Field(default=2.0, gt=1, description="a canary's median latency may be at most "
+                                                                       "this times the baseline's (or "
+                                                                       "canary_latency_slack_ms above it); its p99 "
+                                                                       "twice this, with 10x the slack")
+    canary_latency_slack_ms: float = Field(default=5.0, ge=0, description="latency differences below this are "
+                                                                          "noise")
+    canary_error_rate_diff: float = Field(default=0.02, ge=0, description="a canary's share of failed probes may "
+                                                                          "be at most this above the baseline's")
+    canary_process_growth: float = Field(default=0.25, ge=0, description="a canary's process count may grow at "
+                                                                         "most this much more than the baseline's")
+    canary_min_probes: int = Field(default=10, ge=1, description="fewer probes on either side: inconclusive")
+    canary_inconclusive: Literal["continue", "stop", "ask"] = Field(
+        default="continue", description="when the canary verdict is inconclusive: go on, stop (take the canary "
+                                        "back), or ask for an approval")
+    approval: bool = Field(default=False, description="after the canary, wait for an approval in the UI (approve "
+                                                      "or take back) before the other waves")
+    approval_timeout_seconds: float = Field(default=3600, gt=0, description="an approval not given by then takes "
+                                                                            "the canary back")
+    commit_after_seconds: float = Field(default=0, ge=0, description="keep every host's new release installed "
+                                                                     "but not permanent this long, watching; a node "
+                                                                     "that restarts meanwhile takes the whole "
+                                                                     "environment back (0: permanent at once)")
     install_timeout_seconds: float | None = Field(
         default=None, gt=0, description="how long release_handler's install may take before the node program "
                                         "goes back (it waits for an install that overran before it does); "

@@ -10,18 +10,21 @@ from pathlib import Path
 from prefect import flow
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
-from hotdeploy import params
+from hotdeploy import params, quarantine
 from hotdeploy.edges import RESTART, read_edges
 from hotdeploy.hostplan import refuse_restarts
+from hotdeploy.quarantine import quarantine_gate
 from hotdeploy.rehearsal import rehearsal_gate
 from tasks.hosts import Published, UpgradePlan, plan_host, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
-from tasks.store import (fetch_release, fetch_upgrade_package, footprint, read_environment_record, read_manifest,
-                         read_rehearsal, resolve_version)
+from tasks.store import (fetch_release, fetch_upgrade_package, footprint, put_quarantine, read_environment_record,
+                         read_manifest, read_quarantine, read_rehearsal, resolve_version)
 from tasks.workspace import refuse_unsafe_distribution
 
-from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
+from .fleet import (FleetFailed, Recording, Rollout, check_deploy, current_run_id, quarantine_reason,
+                    revoke_this_runs_rules, run_on_fleet)
+from .guard import Guard
 from .outcome import explained
 
 
@@ -30,7 +33,8 @@ from .outcome import explained
 def hot_deploy(app: str, environment: str, version: str = "latest",
                store_block: str = DEFAULT_STORE_BLOCK, allow_unrehearsed: bool = False,
                canary: int | None = None, wave_size: str | None = None,
-               max_failed_hosts: int | None = None, strategy: str = "auto", dry_run: bool = False) -> list[dict]:
+               max_failed_hosts: int | None = None, strategy: str = "auto", dry_run: bool = False,
+               allow_quarantined: bool = False) -> list[dict]:
     """Upgrade an app on an environment's hosts, wave by wave: hot where it can, by a restart where it must.
 
     Fails if any host did not end on the version. An environment that
@@ -47,6 +51,7 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
         max_failed_hosts: once more hosts failed, no new host starts (empty: the environment's)
         strategy: auto (hot where the host's version allows it, else a restart), hot (refuse hosts that would need a restart), restart (every host)
         dry_run: only say, per host, what runs, hot or restart and why, the package and the wave; change nothing
+        allow_quarantined: deploy a version that failed a canary, a gate, a stability window or an approval before
     """
     check_deploy(app, environment, store_block, version, canary, wave_size, max_failed_hosts)
     params.strategy(strategy)
@@ -55,6 +60,8 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     vsn = resolve_version(store, app, version)
     note = rehearsal_gate(app, vsn, env.requires_rehearsal,
                           read_rehearsal(store, app, vsn) if env.requires_rehearsal else None, allow_unrehearsed)
+    note = "; ".join(n for n in (note, quarantine_gate(app, vsn, read_quarantine(store, app, vsn), allow_quarantined))
+                     if n)
     manifest = read_manifest(store, app, vsn)
     restart_edges = {v: e.reasons for v, e in read_edges(manifest).items() if e.strategy == RESTART}
     if strategy == "hot":
@@ -68,8 +75,20 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
                            fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp)),
                            manifest.get("supervisors", []), strategy, restart_edges)
         with environment_lock(environment, env.lock_timeout_seconds):
-            outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,
-                                    "plan" if dry_run else "hot-deploy", note=note, plan=plan,
-                                    rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
-                                    recording=None if dry_run else Recording(store, app, environment))
+            try:
+                outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,
+                                        "plan" if dry_run else "hot-deploy", note=note, plan=plan,
+                                        rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
+                                        recording=None if dry_run else Recording(store, app, environment),
+                                        guard=None if dry_run else Guard.of(env, app, vsn, manifest.get("down_to", [])))
+            except FleetFailed as failure:
+                why = quarantine_reason(failure)
+                if why:
+                    put_quarantine(store, app, vsn, quarantine.record(why, environment, current_run_id(), _now()))
+                raise
     return [o.as_row() for o in outcomes]
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

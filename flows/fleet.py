@@ -18,7 +18,11 @@ from hotdeploy.errors import KnownFailure, Outage
 from hotdeploy.fleetstate import record_of
 from hotdeploy.ingress import left_open
 from hotdeploy.rollout import may_continue, plan_waves
+from hotdeploy.canary import FAIL, INCONCLUSIVE
 from tasks.hosts import HostFailed, HostOutcome
+
+from . import guard as guard_stage
+from .guard import Guard
 from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress, revoke_rules_of_dead_runs,
                            revoke_rules_of_run)
 from tasks.remote import Host
@@ -37,6 +41,27 @@ class FleetFailed(KnownFailure, RuntimeError):
                          (f"; {len(held)} host(s) not started ({', '.join(o.host for o in held)})" if held else "") +
                          "".join(f"; and {x}" for x in left))
         self.outcomes = outcomes
+
+
+class GuardFailed(FleetFailed):
+    """The canary verdict, an approval or the stability window stopped the
+    deploy: the hosts that had the release were taken back. CAUSE is the run's
+    one line; QUARANTINE, why the version must not go out again."""
+    def __init__(self, outcomes: list[HostOutcome], cause: str, left: list[str] = ()):
+        super().__init__(outcomes, left)
+        self.cause = cause
+        self.quarantine = cause
+
+
+def quarantine_reason(failure: FleetFailed) -> str | None:
+    """Why a failed deploy puts its version in quarantine: the guard stopped
+    it (canary, approval, stability window), or a host's gate failed (it went
+    back); None for a failure that is not the version's (a host unreachable,
+    a disk full)."""
+    if isinstance(failure, GuardFailed):
+        return failure.quarantine
+    back = [o for o in failure.outcomes if o.result == "rolled back"]
+    return f"{back[0].host}: {back[0].detail}" if back else None
 
 
 class CleanupFailed(Outage, RuntimeError):
@@ -107,11 +132,15 @@ def check_deploy(app: str, environment: str, store_block: str | None = None, ver
 
 
 def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict, run_id: str,
-                 title: str, rollout: Rollout) -> list[HostOutcome]:
+                 title: str, rollout: Rollout, guard: Guard | None = None) -> tuple[list[HostOutcome], str | None]:
     """Map PER_HOST over HOSTS wave by wave (hotdeploy/rollout.py), with at
     most env.max_parallel at once inside a wave (a pool of our own: the
     flow's runner is fixed when the flow is defined), showing hosts done and
-    the wave as a progress artifact in the UI."""
+    the wave as a progress artifact in the UI. With GUARD (an upgrade): the
+    canary wave is judged against baseline hosts sampled meanwhile, an
+    approval may be asked, and a stability window may hold the commit
+    (flows/guard.py). Returns the outcomes and, when the guard stopped the
+    deploy, why."""
     log = get_run_logger()
     waves = plan_waves(len(hosts), rollout.canary, rollout.wave_size)
     progress = create_progress_artifact(0.0, key=_artifact_key(title + "-progress", env),
@@ -119,20 +148,26 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
     outcomes: dict[int, HostOutcome] = {}
     shown_at = 0.0
     failed: list[HostOutcome] = []
+    stopped: str | None = None
     with ThreadPoolTaskRunner(max_workers=min(env.max_parallel, len(hosts))) as runner:
+        def all_so_far() -> tuple[list[HostOutcome], list[Host]]:
+            done = sorted(outcomes)
+            return [outcomes[i] for i in done], [hosts[i] for i in done]
+
         for number, wave in enumerate(waves, 1):
-            if not may_continue(len(failed), rollout.max_failed_hosts):
-                first = failed[0]
+            if stopped or not may_continue(len(failed), rollout.max_failed_hosts):
+                why = stopped or (f"rollout stopped after {len(failed)} failed host(s), first {failed[0].host}: "
+                                  f"{failed[0].result}")
                 for i in (i for w in waves[number - 1:] for i in w):
-                    outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="not started",
-                                              detail=f"rollout stopped after {len(failed)} failed host(s), "
-                                                     f"first {first.host}: {first.result}")
-                log.warning("%s: rollout stopped before wave %d of %d: %d host(s) failed (allowed: %d), first %s",
-                            title, number, len(waves), len(failed), rollout.max_failed_hosts, first.host)
+                    outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="not started", detail=why)
+                log.warning("%s: rollout stopped before wave %d of %d: %s", title, number, len(waves), why)
                 break
-            log.info("%s: wave %d of %d: %s", title, number, len(waves), ", ".join(hosts[i].name for i in wave))
+            judged = guard is not None and number == 1 and rollout.canary > 0 and len(waves) > 1
+            log.info("%s: wave %d of %d%s: %s", title, number, len(waves), " (canary)" if judged else "",
+                     ", ".join(hosts[i].name for i in wave))
+            wave_args = {**args, "commit": not (judged or guard.deferred)} if guard else args
             params = {"env": unmapped(env), "host": [hosts[i] for i in wave], "run_id": unmapped(run_id),
-                      **{k: unmapped(v) for k, v in args.items()}}
+                      **{k: unmapped(v) for k, v in wave_args.items()}}
             futures = list(runner.map(per_host, params))
             index = {id(f): i for f, i in zip(futures, wave)}
             for future in as_completed(futures):
@@ -144,6 +179,9 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
                 except Exception as e:  # a crash in our own code still names the host
                     outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="failed", detail=str(e))
                 outcomes[i].wave = number
+                if guard:
+                    guard_stage.event(f"host.{outcomes[i].result.replace(' ', '_')}", guard, host=outcomes[i].host,
+                                      detail=outcomes[i].detail, wave=number)
                 if not outcomes[i].ok:
                     failed.append(outcomes[i])
                 # At most one update a second (each is an API call), and the last.
@@ -152,10 +190,48 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
                                              description=f"{title}: {len(outcomes)} of {len(hosts)} hosts "
                                                          f"finished (wave {number} of {len(waves)})")
                     shown_at = time.monotonic()
+            if judged and not failed:
+                # the baseline: hosts of later waves, sampled with the canary, at the same time
+                baseline = [hosts[i] for w in waves[1:] for i in w][:max(1, env.max_parallel - len(wave))]
+                stopped = _after_canary(runner, env, guard, [outcomes[i] for i in wave], [hosts[i] for i in wave],
+                                        baseline, run_id, title)
+        if guard and guard.deferred and not stopped and not failed:
+            done, where = all_so_far()
+            stopped = guard_stage.watch(runner, env, guard, done, where, run_id)
+        if guard and not stopped:
+            # what is installed is made permanent (after a host failure too: as
+            # without a guard, the hosts that passed keep the release)
+            done, where = all_so_far()
+            for bad in guard_stage.commit(runner, env, guard, done, where, run_id):
+                stopped = stopped or f"{bad.host} could not be made permanent: {bad.detail}"
+        if guard and stopped:
+            done, where = all_so_far()
+            guard_stage.take_back(runner, env, guard, done, where, run_id, stopped)
     if len(outcomes) < len(hosts) or shown_at == 0.0:
         update_progress_artifact(progress, 100.0 * len(outcomes) / len(hosts),
                                  description=f"{title}: {len(outcomes)} of {len(hosts)} hosts finished")
-    return [outcomes[i] for i in range(len(hosts))]
+    return [outcomes[i] for i in range(len(hosts))], stopped
+
+
+def _after_canary(runner, env: DeployEnvironment, guard: Guard, canary: list[HostOutcome], where: list[Host],
+                  baseline: list[Host], run_id: str, title: str) -> str | None:
+    """The canary's verdict, and the approval the environment asks for: why
+    the deploy stops, or None to go on (the canary made permanent unless a
+    stability window holds it)."""
+    verdict = guard_stage.canary_verdict(runner, env, guard, canary, where, baseline, run_id, title)
+    if verdict.outcome == FAIL:
+        return verdict.line()
+    ask = guard.approval or (verdict.outcome == INCONCLUSIVE and guard.inconclusive == "ask")
+    if verdict.outcome == INCONCLUSIVE and guard.inconclusive == "stop":
+        return verdict.line()
+    if ask:
+        approved, why = guard_stage.ask_approval(guard, verdict)
+        if not approved:
+            return why
+    if not guard.deferred:
+        for bad in guard_stage.commit(runner, env, guard, canary, where, run_id):
+            return f"{bad.host} could not be made permanent: {bad.detail}"
+    return None
 
 
 def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostOutcome]) -> None:
@@ -225,7 +301,7 @@ def _revoke(env: DeployEnvironment, rule, hosts_done: bool) -> str | None:
 
 
 def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, note: str = "",
-                 rollout: Rollout = ALL_AT_ONCE, recording: Recording | None = None,
+                 rollout: Rollout = ALL_AT_ONCE, recording: Recording | None = None, guard: Guard | None = None,
                  **args) -> list[HostOutcome]:
     """PER_HOST(env=, host=, run_id=, **args) on every host, within a temporary
     tcp/22 rule that is revoked whatever happens. Raises FleetFailed after all
@@ -239,10 +315,11 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
     rule = None
     outcomes: list[HostOutcome] = []
     left: list[str] = []
+    stopped = None
     try:
         revoke_rules_of_dead_runs(env, run_id)   # called under the environment's lock: any other run's rule is dead
         rule = authorize_ingress(env, deployer_cidr(env, hosts[0]), run_id)
-        outcomes = _map_bounded(env, hosts, per_host, args, run_id, title, rollout)
+        outcomes, stopped = _map_bounded(env, hosts, per_host, args, run_id, title, rollout, guard)
     finally:
         # The per-host outcomes are shown first: an error in the cleanup
         # (EC2 unreachable at revoke) must not hide what happened on the hosts,
@@ -258,6 +335,8 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
         left += [w for w in [_revoke(env, rule, bool(outcomes) or failing)] if w]
     if note:
         log.warning("%s", note) if note.startswith("UNREHEARSED") else log.info("%s", note)
+    if stopped:
+        raise GuardFailed(outcomes, f"{stopped}: every host that had {guard.version} was taken back", left)
     if any(not o.ok for o in outcomes):
         raise FleetFailed(outcomes, left)
     if left:

@@ -10,11 +10,12 @@ from prefect.states import Completed
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from hotdeploy import layout, params
 from hotdeploy.hostplan import PER_HOST
+from hotdeploy.quarantine import Quarantined
 from hotdeploy.versions import Version
 from tasks.hosts import DowngradePlan, plan_host, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
-from tasks.store import list_versions, read_manifest, read_text, resolve_version
+from tasks.store import list_store, read_manifest, read_text, resolve_version
 
 from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
 from .outcome import explained
@@ -52,12 +53,16 @@ def rollback(app: str, environment: str, to_version: str | None = None,
     params.strategy(strategy)
     env = load_environment(environment)
     store = load_package_store(store_block)
-    published = list_versions(store, app)
+    listing = list_store(store, app)
+    published = listing.published
     if to_version is None:
         target, ran_before = PER_HOST, _ran_before(store, app, environment)
         reachable = published[-MAX_VERSIONS_BACK:]
     else:
         target, ran_before = resolve_version(store, app, to_version), None
+        if target in listing.quarantined:
+            raise Quarantined(f"{app} {target} is quarantined: a rollback never goes to it. Roll back to another "
+                              "version (status lists them)")
         reachable = [v for v in published if Version.parse(v) > Version.parse(target)][-MAX_VERSIONS_BACK:]
     manifests = {v: read_manifest(store, app, v) for v in reachable}
     down_paths = {v: m.get("down_to", []) for v, m in manifests.items()}
@@ -66,7 +71,8 @@ def rollback(app: str, environment: str, to_version: str | None = None,
     declared = {v: m.get("supervisors", []) for v, m in manifests.items()}
     if target != PER_HOST and target not in declared:
         declared[target] = read_manifest(store, app, target).get("supervisors", [])
-    plan = DowngradePlan(app, target, down_paths, ran_before or {}, declared, strategy)
+    plan = DowngradePlan(app, target, down_paths, ran_before or {}, declared, strategy,
+                         avoid=tuple(listing.quarantined))
     with environment_lock(environment, env.lock_timeout_seconds):
         outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,
                                 "rollback-plan" if dry_run else "rollback", plan=plan,

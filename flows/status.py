@@ -10,7 +10,7 @@ from hotdeploy.report import store_status_markdown
 from tasks.hosts import inspect_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
-from tasks.store import BadPointer, list_store, read_environment_records, read_pointer
+from tasks.store import read_quarantine, BadPointer, list_store, read_environment_records, read_pointer
 
 from .fleet import Recording, check_deploy, revoke_this_runs_rules, run_on_fleet
 from .outcome import explained
@@ -55,7 +55,8 @@ def show_store(store, app: str) -> None:
             log.error("%s", e)
             pointer = "(invalid)"
         text = store_status_markdown(app, pointer, listing.published, listing.incomplete,
-                                     read_environment_records(store, app))
+                                     read_environment_records(store, app),
+                                     quarantined={v: read_quarantine(store, app, v) or {} for v in listing.quarantined})
         create_markdown_artifact(text, key=f"store-{app.replace('_', '-')}", description=f"{app} in the store")
     except Exception as e:
         log.error("could not read the store: %s", e)

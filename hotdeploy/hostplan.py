@@ -202,7 +202,7 @@ PER_HOST = "per-host"   # a rollback's target when none is named: each host's ow
 
 
 def rollback_target(host: HostReleases, recorded_previous: str | None, down_to: list[str],
-                    strategy: str = "hot") -> tuple[str | None, str]:
+                    strategy: str = "hot", avoid: tuple[str, ...] = ()) -> tuple[str | None, str]:
     """Where a rollback with no version takes this host: the version it ran
     before the current one, as the environment record says, when it is
     still installed on the host (and, for a hot-only rollback, the running
@@ -217,7 +217,8 @@ def rollback_target(host: HostReleases, recorded_previous: str | None, down_to: 
         except ValueError:
             return False
     # a rollback goes back, never up (what a host ran before may be newer: it was rolled back from it)
-    reachable = (lambda v: v in down_to and older(v)) if strategy == "hot" else older
+    reachable = ((lambda v: v in down_to and v not in avoid and older(v)) if strategy == "hot" else
+                 (lambda v: v not in avoid and older(v)))
     how = "that {running}'s relup goes down to" if strategy == "hot" else "still on it"
     if recorded_previous and recorded_previous in host.statuses and reachable(recorded_previous):
         return recorded_previous, f"back to {recorded_previous}, which this host ran before {running}"

@@ -6,6 +6,8 @@
                                 (releases/VSN, changed lib/ dirs; hotdeploy/package.py)
   <app>/<VSN>.manifest.json     what was built, from what, how
   <app>/<VSN>.rehearsal.json    the last rehearsal's verdict (rewritten)
+  <app>/<VSN>.quarantine.json   why the version failed a canary, a gate, a stability
+                                window or an approval: no deploy takes it (rewritten)
   <app>/VERSION                 pointer to the newest release, written last, moved
                                 only forward (compare-and-set on its ETag)
   <app>/commits/<commit>.json   which version a git commit was released as (rewritten)
@@ -55,6 +57,10 @@ def rehearsal_key(app: str, vsn: str) -> str:
     return f"{app}/{vsn}.rehearsal.json"
 
 
+def quarantine_key(app: str, vsn: str) -> str:
+    return f"{app}/{vsn}.quarantine.json"
+
+
 def pointer_key(app: str) -> str:
     return f"{app}/VERSION"
 
@@ -81,6 +87,7 @@ _VERSION_OBJECT = re.compile(r"([^/]+?)(\.tar\.gz|\.tar\.gz\.sha256|\.manifest\.
 class Listing:
     published: list[str]                  # tarball, checksum and manifest all there; oldest first
     incomplete: dict[str, list[str]]      # version -> the parts that are missing
+    quarantined: tuple[str, ...] = ()     # versions with a quarantine record
 
     @property
     def taken(self) -> list[str]:
@@ -92,8 +99,16 @@ def list_published(keys: list[str]) -> Listing:
     """Sort an app folder's keys into published and incomplete versions
     (names that are not versions are ignored)."""
     parts: dict[str, set[str]] = {}
+    quarantined = []
     for key in keys:
-        m = _VERSION_OBJECT.fullmatch(key.rsplit("/", 1)[-1])
+        name = key.rsplit("/", 1)[-1]
+        if name.endswith(".quarantine.json"):
+            try:
+                quarantined.append(str(Version.parse(name[:-len(".quarantine.json")])))
+            except ValueError:
+                pass
+            continue
+        m = _VERSION_OBJECT.fullmatch(name)
         if not m:
             continue
         try:
@@ -103,7 +118,8 @@ def list_published(keys: list[str]) -> Listing:
         parts.setdefault(vsn, set()).add(_PARTS[m.group(2)])
     order = sorted(parts, key=Version.parse)
     return Listing([v for v in order if len(parts[v]) == 3],
-                   {v: sorted(set(_PARTS.values()) - parts[v]) for v in order if len(parts[v]) < 3})
+                   {v: sorted(set(_PARTS.values()) - parts[v]) for v in order if len(parts[v]) < 3},
+                   tuple(sorted(quarantined, key=Version.parse)))
 
 
 def versions_in(keys: list[str]) -> list[str]:

@@ -54,7 +54,7 @@ def release_summary_markdown(summary: dict) -> str:
 
 
 def store_status_markdown(app: str, pointer: str | None, published: list[str], incomplete: dict[str, list[str]],
-                          records: dict[str, dict], shown: int = 10) -> str:
+                          records: dict[str, dict], shown: int = 10, quarantined: dict[str, dict] | None = None) -> str:
     """What the store knows about APP: the pointer, the newest published
     versions, interrupted publishes, and what each environment runs."""
     out = [f"### {app} in the store", "",
@@ -64,6 +64,9 @@ def store_status_markdown(app: str, pointer: str | None, published: list[str], i
     if incomplete:
         out.append("- **incomplete** (interrupted publishes, ignored by every flow): " +
                    "; ".join(f"{v} (missing {', '.join(m)})" for v, m in incomplete.items()))
+    for vsn, why in (quarantined or {}).items():
+        out.append(f"- **quarantined** {vsn}: {why.get('reason', '?')} ({why.get('environment')}, run "
+                   f"{why.get('flow_run')}, {why.get('at')}): no deploy takes it")
     for name, record in sorted(records.items()):
         rows = [[h.get("host"), h.get("address"), h.get("running"), h.get("permanent"), h.get("previous"),
                  h.get("at"), h.get("flow"), h.get("note", "")] for h in record.get("hosts", [])

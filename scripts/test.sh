@@ -24,7 +24,7 @@ b=(tests/integration/test_deploy.py tests/integration/test_deploy_refusals.py
    tests/integration/test_follow_fleet.py tests/integration/test_node_gate.py
    tests/integration/test_rehearsal.py tests/integration/test_store_integrity.py
    tests/integration/test_run_ends.py tests/integration/test_setup.py tests/integration/test_workers.py
-   tests/integration/test_node_program.py)
+   tests/integration/test_node_program.py tests/integration/test_canary.py)
 missing=$(comm -23 <(ls tests/integration/test_*.py | sort) <(printf '%s\n' "${a[@]}" "${b[@]}" | sort))
 if [ -n "$missing" ]; then echo "scripts/test.sh: not in a shard: $missing" >&2; exit 2; fi
 

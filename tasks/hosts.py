@@ -70,6 +70,7 @@ class DowngradePlan:
     ran_before: dict[str, str] = field(default_factory=dict)
     declared: dict[str, list[dict]] = field(default_factory=dict)    # version -> its manifest's `supervisors`
     strategy: str = "auto"                                            # auto | hot | restart
+    avoid: tuple[str, ...] = ()                                       # never a per-host target (quarantined)
 
 
 @dataclass
@@ -78,7 +79,8 @@ class HostOutcome:
     address: str
     from_version: str | None = None
     to_version: str | None = None
-    result: str = "pending"   # upgraded | provisioned | downgraded | rolled back | already running | refused | failed
+    result: str = "pending"   # upgraded | installed | restarted | provisioned | downgraded | rolled back |
+                              # already running | refused | failed | taken back | not started
     detail: str = ""
     pid_before: int | None = None
     pid_after: int | None = None
@@ -88,13 +90,15 @@ class HostOutcome:
     config: str | None = None        # md5 prefix of the runtime config the node ends with
     down_seconds: float | None = None    # a restart: from stopping the node until the new one answered
     wave: int | None = None              # the rollout wave it was in (1: the canary, if any)
+    signals: dict | None = None          # how the service behaved during the soak (the node's figures)
     seconds: dict[str, float] = field(default_factory=dict)          # deployer-side steps, adding up
     node_seconds: dict[str, float] = field(default_factory=dict)     # inside "on node", as the node timed them
 
     @property
     def ok(self) -> bool:
-        return self.result in ("upgraded", "restarted", "provisioned", "already running", "downgraded", "answering",
-                               "would upgrade", "would restart", "would downgrade", "would finish", "would refuse")
+        return self.result in ("upgraded", "installed", "restarted", "provisioned", "already running", "downgraded",
+                               "answering", "observed", "would upgrade", "would restart", "would downgrade",
+                               "would finish", "would refuse")
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -137,7 +141,7 @@ def _gate(env: DeployEnvironment) -> agent.Gate:
 
 
 def _gate_params(env: DeployEnvironment) -> dict:
-    return _gate(env).as_params()
+    return {**_gate(env).as_params(), "probe_path": env.probe_path or env.health_path}
 
 
 def _program_timeout(env: DeployEnvironment) -> int:
@@ -242,7 +246,8 @@ def _decide(conn: Connection, env: DeployEnvironment, plan: UpgradePlan | Downgr
     down_to = plan.down_paths.get(state.running or "", []) if going_down else None
     target = planned
     if target == PER_HOST:
-        target, why = rollback_target(state, plan.ran_before.get(host.name), down_to or [], plan.strategy)
+        target, why = rollback_target(state, plan.ran_before.get(host.name), down_to or [], plan.strategy,
+                                      plan.avoid)
         log.info("%s: %s", host, why)
         if target is None:
             outcome.result, outcome.detail = "refused", why
@@ -252,6 +257,53 @@ def _decide(conn: Connection, env: DeployEnvironment, plan: UpgradePlan | Downgr
                               None if going_down else plan.restart_edges)
     log.info("%s: %s", host, decision.reason)
     return state, facts, target, decision
+
+
+@task(task_run_name="observe-{host.name}", cache_policy=NO_CACHE)
+def observe_host(env: DeployEnvironment, host: Host, app: str, window_seconds: float, run_id: str) -> HostOutcome:
+    """A baseline host beside a canary: its signals for WINDOW_SECONDS, sampled
+    by the node the way a soak samples them. Changes nothing."""
+    outcome = HostOutcome(host.name, host.address)
+    conn = _connect(env, host, outcome, unreachable="unreachable")
+    try:
+        answer = ask_node(conn, env, _params(env, app, "observe", window_ms=int(window_seconds * 1000),
+                                             **_gate_params(env)), int(window_seconds + 30))
+        outcome.from_version = outcome.to_version = outcome.running = answer.get("running")
+        outcome.pid_before = outcome.pid_after = answer.get("pid_after")
+        outcome.signals = answer.get("signals")
+        outcome.result = "observed" if answer.get("result") == "done" else "failed"
+        outcome.detail = answer.get("detail", "")
+        return outcome
+    except (RemoteError, NodeDown) as e:
+        outcome.result, outcome.detail = "unreachable", str(e)
+        raise HostFailed(outcome) from None
+    finally:
+        conn.close()
+
+
+@task(task_run_name="commit-{host.name}", cache_policy=NO_CACHE)
+def commit_host(env: DeployEnvironment, host: Host, app: str, version: str, run_id: str) -> HostOutcome:
+    """Make VERSION, installed and not yet permanent on the host, permanent:
+    the node checks it still runs it (a node that restarted runs the old one:
+    refused, and the flow takes the environment back) and gates it again."""
+    outcome = HostOutcome(host.name, host.address, to_version=version)
+    conn = _connect(env, host, outcome)
+    try:
+        params = _params(env, app, "upgrade", vsn=version, previous="", mode=Atom("finish"),
+                         record=_record_prefix(run_id), **{**_gate_params(env), "soak_ms": 0})
+        answer = _timed(outcome, "commit", ask_node, conn, env, params, _program_timeout(env))
+        outcome.running, outcome.permanent = answer.get("running"), answer.get("permanent")
+        outcome.from_version, outcome.pid_after = answer.get("from"), answer.get("pid_after")
+        if answer.get("result") != "done":
+            outcome.result, outcome.detail = "failed", f"{answer.get('step')}: {answer.get('detail')}"
+            raise HostFailed(outcome)
+        outcome.result, outcome.detail = "upgraded", "made permanent"
+        return outcome
+    except (RemoteError, NodeDown) as e:
+        outcome.result, outcome.detail = "failed", str(e)
+        raise HostFailed(outcome) from None
+    finally:
+        conn.close()
 
 
 _WOULD = {Action.SKIP: "already running", Action.FINISH: "would finish", Action.INSTALL: "would upgrade",
@@ -357,6 +409,7 @@ def _restart(conn: Connection, env: DeployEnvironment, app: str, host: Host, sta
     if gate.get("result") == "done":
         outcome.result = "restarted"
         outcome.detail = decision.reason
+        outcome.signals = gate.get("signals")
         outcome.running, outcome.permanent = gate.get("running"), gate.get("permanent")
         outcome.pid_after, outcome.config = gate.get("pid_after"), gate.get("config")
         return outcome
@@ -387,10 +440,13 @@ def _restart(conn: Connection, env: DeployEnvironment, app: str, host: Host, sta
 
 
 @task(task_run_name="upgrade-{host.name}", cache_policy=NO_CACHE)
-def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | DowngradePlan, run_id: str) -> HostOutcome:
+def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | DowngradePlan, run_id: str,
+                 commit: bool = True) -> HostOutcome:
     """Bring one host to the plan's version by hot upgrade (or downgrade, for
     a rollback). Raises HostFailed, carrying the outcome, unless the host ends
-    on the target or was already there."""
+    on the target or was already there. COMMIT false: a hot upgrade stops
+    short of permanence (`installed`: a canary verdict or a stability window
+    decides; a restart of the node meanwhile boots what ran before)."""
     log = get_run_logger()
     going_down = isinstance(plan, DowngradePlan)
     outcome = HostOutcome(host.name, host.address, to_version=_planned(plan))
@@ -422,7 +478,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
         params.update(_params(env, plan.app, "upgrade", vsn=target,
                               previous=state.running if decision.action is Action.INSTALL else (state.permanent or ""),
                               mode=Atom("install" if decision.action is Action.INSTALL else "finish"),
-                              record=_record_prefix(run_id), **_gate_params(env)), **children)
+                              record=_record_prefix(run_id), commit=commit, **_gate_params(env)), **children)
         outcome.running = outcome.permanent = None     # from here, only the node's answer says
         try:
             answer = _timed(outcome, "on node", ask_node, conn, env, params, _program_timeout(env), stage)
@@ -438,6 +494,10 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
         outcome.running = answer.get("running")
         outcome.permanent = answer.get("permanent")
         outcome.config = answer.get("config")
+        outcome.signals = answer.get("signals")
+        if answer["result"] == "installed":
+            outcome.result, outcome.detail = "installed", decision.reason + "; not permanent yet"
+            return outcome
         if answer["result"] == "done":
             outcome.result = "downgraded" if going_down else "upgraded"
             outcome.detail = decision.reason + answer.get("detail", "")

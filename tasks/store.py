@@ -312,6 +312,28 @@ def read_rehearsal(store: S3Bucket, app: str, vsn: str) -> dict | None:
 
 @task(**S3_RETRIES)
 @_s3_call
+def read_quarantine(store: S3Bucket, app: str, vsn: str) -> dict | None:
+    import json
+    text = read_text.fn(store, layout.quarantine_key(app, vsn))
+    try:
+        found = json.loads(text) if text else None
+    except ValueError:
+        return {"reason": "a quarantine record that is not JSON"}
+    return found if isinstance(found, dict) or found is None else {"reason": "a quarantine record that is not an object"}
+
+
+@task(**S3_RETRIES)
+@_s3_call
+def put_quarantine(store: S3Bucket, app: str, vsn: str, record: dict) -> None:
+    """Why VSN must not be deployed again (rewritten by a later failure)."""
+    import json
+    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.quarantine_key(app, vsn)),
+                              Body=(json.dumps(record, indent=2) + "\n").encode(), ContentType="application/json")
+    get_run_logger().warning("%s %s quarantined: %s", app, vsn, record.get("reason"))
+
+
+@task(**S3_RETRIES)
+@_s3_call
 def put_rehearsal(store: S3Bucket, app: str, vsn: str, record: dict) -> None:
     """The rehearsal verdict beside the manifest (rewritten by each rehearsal;
     the manifest and tarball stay immutable)."""

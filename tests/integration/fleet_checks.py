@@ -26,10 +26,18 @@ def state(host) -> tuple[int, str]:
     return int(fields["hits"]), fields["shape"]
 
 
+def is_beam(pid: int) -> bool:
+    """Whether PID is a live BEAM emulator (read from /proc)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().startswith("beam") and \
+            "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
 def beam_pid(host) -> int:
     """The OS pid of the node's emulator, read from /proc (not from our code)."""
-    pids = [p for p in host.pids() if Path(f"/proc/{p}/comm").exists()
-            and Path(f"/proc/{p}/comm").read_text().strip().startswith("beam")]
+    pids = [p for p in host.pids() if is_beam(p)]
     assert len(pids) == 1, f"{host.name}: expected one beam process, found {pids}"
     return pids[0]
 

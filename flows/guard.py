@@ -1,0 +1,217 @@
+"""What watches a deploy beyond each host's own gate (the mechanics the fleet
+runner calls between waves):
+
+- the canary verdict: the canary hosts' soak signals against baseline hosts
+  (not upgraded yet) sampled in the same window by the same probes
+  (hotdeploy/canary.py); fail takes the canary back;
+- an approval in the UI after the canary (a Prefect pause with a form);
+- a stability window: every host keeps the new release installed but not
+  permanent, the environment is watched, and then it is made permanent
+  everywhere, or, if a node restarted meanwhile (it comes back on the old
+  release by release_handler's own rule), the whole environment goes back;
+- events for each verdict, pause and take-back, for a user's automations.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from prefect import get_run_logger, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.input import RunInput
+
+from blocks.environment import DeployEnvironment
+from hotdeploy.canary import FAIL, Limits, Verdict, judge, table
+from hotdeploy.report import markdown_table
+from tasks.hosts import DowngradePlan, HostFailed, HostOutcome, commit_host, inspect_host, observe_host, upgrade_host
+from tasks.remote import Host
+
+WATCH_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Guard:
+    """How one deploy is watched (from the environment block), and how its
+    hosts are taken back (to what each ran before)."""
+    app: str
+    version: str
+    environment: str
+    limits: Limits
+    inconclusive: str             # continue | stop | ask
+    approval: bool
+    approval_timeout_s: float
+    window_s: float               # commit_after_seconds
+    soak_s: float                 # the soak: the canary verdict's window (2 s at least)
+    down_to: tuple[str, ...]      # where the release's relup goes down to (hot take-back)
+
+    @classmethod
+    def of(cls, env: DeployEnvironment, app: str, version: str, down_to: list[str]) -> "Guard":
+        return cls(app, version, env.environment_tag,
+                   Limits(env.canary_latency_ratio, env.canary_latency_slack_ms, env.canary_error_rate_diff,
+                          env.canary_process_growth, env.canary_min_probes),
+                   env.canary_inconclusive, env.approval, env.approval_timeout_seconds, env.commit_after_seconds,
+                   env.health_soak_seconds, tuple(down_to))
+
+    @property
+    def deferred(self) -> bool:
+        """Whether upgraded hosts wait to be made permanent."""
+        return self.window_s > 0
+
+
+class Approval(RunInput):
+    """The form an approval shows in the UI, after the canary."""
+    approve: bool = False
+    comment: str = ""
+
+
+def event(name: str, guard: Guard, host: str | None = None, **payload) -> None:
+    """A Prefect event (hotdeploy.<name>) about this deploy: automations can
+    notify or page on it."""
+    from prefect.events import emit_event
+    resource = ({"prefect.resource.id": f"hotdeploy.host.{host}", "prefect.resource.name": host} if host else
+                {"prefect.resource.id": f"hotdeploy.environment.{guard.environment}",
+                 "prefect.resource.name": guard.environment})
+    related = [{"prefect.resource.id": f"hotdeploy.app.{guard.app}", "prefect.resource.role": "app",
+                "hotdeploy.version": guard.version},
+               {"prefect.resource.id": f"hotdeploy.environment.{guard.environment}",
+                "prefect.resource.role": "environment"}]
+    emit_event(event=f"hotdeploy.{name}", resource=resource, related=related,
+               payload={"app": guard.app, "version": guard.version, "environment": guard.environment, **payload})
+
+
+def _resolve(futures: list, hosts: list[Host]) -> list[HostOutcome]:
+    out = []
+    for future, host in zip(futures, hosts):
+        try:
+            out.append(future.result())
+        except HostFailed as e:
+            out.append(e.outcome)
+        except Exception as e:
+            out.append(HostOutcome(host.name, host.address, result="failed", detail=str(e)))
+    return out
+
+
+def canary_verdict(runner, env: DeployEnvironment, guard: Guard, canary: list[HostOutcome], where: list[Host],
+                   baseline: list[Host], run_id: str, title: str) -> Verdict:
+    """Sample the canary hosts (on the new release) and BASELINE hosts (still
+    on the old one) in the same window, by the same probes; judge; show the
+    figures side by side (a table artifact) and send the verdict as an event."""
+    log = get_run_logger()
+    upgraded = [h for o, h in zip(canary, where) if o.ok]
+    window = max(guard.soak_s, 2.0)
+    futures = list(runner.map(observe_host, {"env": unmapped(env), "host": upgraded + baseline,
+                                             "app": unmapped(guard.app), "window_seconds": unmapped(window),
+                                             "run_id": unmapped(run_id)}))
+    seen = _resolve(futures, upgraded + baseline)
+    mine = [o for o in seen[:len(upgraded)] if o.result == "observed" and o.running == guard.version]
+    theirs = [o for o in seen[len(upgraded):] if o.result == "observed"]
+    verdict = judge([o.signals for o in mine], [o.signals for o in theirs], guard.limits)
+    create_table_artifact(table(verdict), key=f"{title}-canary-{env.environment_tag}".lower().replace("_", "-"),
+                          description=f"{verdict.line()} ({', '.join(o.host for o in mine) or 'no canary'} against "
+                                      f"{', '.join(o.host for o in theirs) or 'no baseline'}, {window:g} s)")
+    (log.warning if verdict.outcome == FAIL else log.info)("%s", verdict.line())
+    event(f"canary.{verdict.outcome}", guard, reasons=verdict.reasons, figures=verdict.figures)
+    return verdict
+
+
+def ask_approval(guard: Guard, verdict: Verdict) -> tuple[bool, str]:
+    """Pause for an approval in the UI (the canary's figures in the form);
+    returns (approved, why). A timeout is a refusal."""
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+    log = get_run_logger()
+    rows = [[r["signal"], r["canary"], r["baseline"]] for r in table(verdict)]
+    description = (f"### Approve {guard.app} {guard.version} on {guard.environment}?\n\n{verdict.line()}\n\n"
+                   + markdown_table(["signal", "canary", "baseline"], rows) +
+                   "\n\nApprove to upgrade the other hosts; leave it unticked to take the canary back.")
+    create_markdown_artifact(description, key=f"approval-{guard.environment}".lower().replace("_", "-"),
+                             description="waiting for an approval")
+    log.warning("waiting for an approval of %s %s on %s (up to %d s): approve or take back at %s",
+                guard.app, guard.version, guard.environment, guard.approval_timeout_s, _run_url())
+    event("approval.waiting", guard, verdict=verdict.outcome)
+    try:
+        answer = pause_flow_run(wait_for_input=Approval.with_initial_data(description=description, approve=False),
+                                timeout=int(guard.approval_timeout_s), poll_interval=2)
+    except FlowPauseTimeout:
+        event("approval.timeout", guard)
+        return False, f"no approval within {guard.approval_timeout_s:g} s"
+    event("approval.given" if answer.approve else "approval.refused", guard, comment=answer.comment)
+    if answer.approve:
+        log.info("approved%s", f": {answer.comment}" if answer.comment else "")
+        return True, answer.comment
+    return False, "approval refused" + (f": {answer.comment}" if answer.comment else "")
+
+
+def _run_url() -> str:
+    """Where the UI shows this flow run (its Resume button and form)."""
+    from prefect.context import get_run_context
+    from prefect.settings import PREFECT_UI_URL
+    run_id = get_run_context().flow_run.id
+    return f"{PREFECT_UI_URL.value() or '<the Prefect UI>'}/runs/flow-run/{run_id}"
+
+
+def take_back(runner, env: DeployEnvironment, guard: Guard, outcomes: list[HostOutcome], hosts: list[Host],
+              run_id: str, why: str) -> None:
+    """Each host of OUTCOMES that took the release back to what it ran
+    before (hot where the relup goes down, else a restart back); its outcome
+    becomes `taken back`, or `failed` if that did not work."""
+    log = get_run_logger()
+    moved = [(o, h) for o, h in zip(outcomes, hosts) if o.result in ("upgraded", "installed", "restarted")]
+    if not moved:
+        return
+    plan = DowngradePlan(guard.app, "per-host", {guard.version: list(guard.down_to)},
+                         {o.host: o.from_version for o, _ in moved if o.from_version}, {}, "auto")
+    futures = list(runner.map(upgrade_host, {"env": unmapped(env), "host": [h for _, h in moved],
+                                             "plan": unmapped(plan), "run_id": unmapped(run_id)}))
+    for (o, _), back in zip(moved, _resolve(futures, [h for _, h in moved])):
+        done = back.result in ("downgraded", "restarted", "already running")
+        o.result = "taken back" if done else "failed"
+        o.detail = f"{why}; " + (f"taken back to {back.running}" if done else f"taking it back failed: {back.detail}")
+        o.running, o.permanent, o.pid_after = back.running, back.permanent, back.pid_after
+        log.warning("%s: %s", o.host, o.detail)
+        event("host.taken_back" if done else "host.failed", guard, host=o.host, detail=o.detail)
+
+
+def commit(runner, env: DeployEnvironment, guard: Guard, outcomes: list[HostOutcome], hosts: list[Host],
+           run_id: str) -> list[HostOutcome]:
+    """Make the release permanent on every host that has it installed; the
+    outcomes of the hosts where that failed."""
+    pending = [(o, h) for o, h in zip(outcomes, hosts) if o.result == "installed"]
+    if not pending:
+        return []
+    futures = list(runner.map(commit_host, {"env": unmapped(env), "host": [h for _, h in pending],
+                                            "app": unmapped(guard.app), "version": unmapped(guard.version),
+                                            "run_id": unmapped(run_id)}))
+    failed = []
+    for (o, _), done in zip(pending, _resolve(futures, [h for _, h in pending])):
+        if done.result == "upgraded":
+            o.result, o.permanent = "upgraded", done.permanent
+            o.detail = o.detail.replace("; not permanent yet", "")
+        else:
+            failed.append(done)
+    return failed
+
+
+def watch(runner, env: DeployEnvironment, guard: Guard, outcomes: list[HostOutcome], hosts: list[Host],
+          run_id: str) -> str | None:
+    """The stability window: every WATCH_EVERY_S, ask each upgraded node
+    what it runs and its OS pid; a node that restarted (another pid) or runs
+    something else ends the window. Returns why, or None when it held."""
+    log = get_run_logger()
+    watched = [(o, h) for o, h in zip(outcomes, hosts) if o.result in ("installed", "restarted", "upgraded")]
+    log.info("stability window: %d host(s) watched for %g s before the release is made permanent",
+             len(watched), guard.window_s)
+    event("window.started", guard, seconds=guard.window_s)
+    until = time.monotonic() + guard.window_s
+    while time.monotonic() < until:
+        time.sleep(min(WATCH_EVERY_S, max(0.0, until - time.monotonic())))
+        futures = list(runner.map(inspect_host, {"env": unmapped(env), "host": [h for _, h in watched],
+                                                 "app": unmapped(guard.app), "run_id": unmapped(run_id)}))
+        for (o, _), now in zip(watched, _resolve(futures, [h for _, h in watched])):
+            if now.running != guard.version or (now.pid_after and o.pid_after and now.pid_after != o.pid_after):
+                why = (f"{o.host} restarted during the stability window (pid {o.pid_after} -> {now.pid_after}) and "
+                       f"runs {now.running or 'nothing'}" if now.running else f"{o.host} does not answer: {now.detail}")
+                log.warning("stability window broken: %s", why)
+                event("window.broken", guard, host=o.host, detail=why)
+                return why
+    return None

@@ -1,0 +1,28 @@
+"""Quarantine: a version that failed a canary, a gate, a stability window or
+an approval is recorded in the store with why and by which run; no deploy,
+rehearsal or `latest` takes it unless told to, and no rollback goes to it
+(pure)."""
+from __future__ import annotations
+
+from .errors import Refusal
+
+
+class Quarantined(Refusal, PermissionError):
+    pass
+
+
+def record(reason: str, environment: str, flow_run: str, at: str, figures: dict | None = None) -> dict:
+    return {"reason": reason, "environment": environment, "flow_run": flow_run, "at": at,
+            "figures": figures or {}}
+
+
+def quarantine_gate(app: str, version: str, record_: dict | None, override: bool) -> str:
+    """A note for the summary, or raise Quarantined."""
+    if not record_:
+        return ""
+    why = (f"{app} {version} is quarantined: {record_.get('reason', 'no reason recorded')} (on "
+           f"{record_.get('environment')}, run {record_.get('flow_run')}, {record_.get('at')})")
+    if override:
+        return f"QUARANTINED, deployed with allow_quarantined: {why}"
+    raise Quarantined(f"{why}. Nothing was done; fix it and release a new version, or pass "
+                      "allow_quarantined=true to deploy it anyway")
