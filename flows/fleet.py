@@ -13,7 +13,7 @@ from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.environment import DeployEnvironment
-from hotdeploy import layout, params
+from hotdeploy import layout, params, quarantine
 from hotdeploy.errors import KnownFailure, Outage
 from hotdeploy.fleetstate import record_of
 from hotdeploy.ingress import left_open
@@ -55,13 +55,11 @@ class GuardFailed(FleetFailed):
 
 def quarantine_reason(failure: FleetFailed) -> str | None:
     """Why a failed deploy puts its version in quarantine: the guard stopped
-    it (canary, approval, stability window), or a host's gate failed (it went
-    back); None for a failure that is not the version's (a host unreachable,
-    a disk full)."""
+    it (canary, approval, stability window), or a host went back because the
+    release failed there; None for a failure that is not the version's."""
     if isinstance(failure, GuardFailed):
         return failure.quarantine
-    back = [o for o in failure.outcomes if o.result == "rolled back"]
-    return f"{back[0].host}: {back[0].detail}" if back else None
+    return quarantine.reason_from_hosts(failure.outcomes)
 
 
 class CleanupFailed(Outage, RuntimeError):

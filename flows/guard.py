@@ -99,17 +99,31 @@ def canary_verdict(runner, env: DeployEnvironment, guard: Guard, canary: list[Ho
     log = get_run_logger()
     upgraded = [h for o, h in zip(canary, where) if o.ok]
     window = max(guard.soak_s, 2.0)
-    futures = list(runner.map(observe_host, {"env": unmapped(env), "host": upgraded + baseline,
-                                             "app": unmapped(guard.app), "window_seconds": unmapped(window),
-                                             "run_id": unmapped(run_id)}))
-    seen = _resolve(futures, upgraded + baseline)
-    mine = [o for o in seen[:len(upgraded)] if o.result == "observed" and o.running == guard.version]
-    theirs = [o for o in seen[len(upgraded):] if o.result == "observed"]
-    verdict = judge([o.signals for o in mine], [o.signals for o in theirs], guard.limits)
+
+    def sample() -> tuple[Verdict, list[HostOutcome], list[HostOutcome]]:
+        futures = list(runner.map(observe_host, {"env": unmapped(env), "host": upgraded + baseline,
+                                                 "app": unmapped(guard.app), "window_seconds": unmapped(window),
+                                                 "run_id": unmapped(run_id)}))
+        seen = _resolve(futures, upgraded + baseline)
+        mine = [o for o in seen[:len(upgraded)] if o.result == "observed" and o.running == guard.version]
+        theirs = [o for o in seen[len(upgraded):] if o.result == "observed"]
+        return judge([o.signals for o in mine], [o.signals for o in theirs], guard.limits), mine, theirs
+
+    verdict, mine, theirs = sample()
+    confirmed = ""
+    if verdict.outcome == FAIL:
+        # A busy machine can slow one host for a window; a real regression
+        # shows in the next one too. Only a confirmed fail takes the canary back.
+        log.warning("%s: sampling a second window to confirm", verdict.line())
+        first = verdict
+        verdict, mine, theirs = sample()
+        confirmed = (", confirmed in a second window" if verdict.outcome == FAIL
+                     else f", not confirmed in a second window (the first: {first.line()})")
     create_table_artifact(table(verdict), key=f"{title}-canary-{env.environment_tag}".lower().replace("_", "-"),
                           description=f"{verdict.line()} ({', '.join(o.host for o in mine) or 'no canary'} against "
-                                      f"{', '.join(o.host for o in theirs) or 'no baseline'}, {window:g} s)")
-    (log.warning if verdict.outcome == FAIL else log.info)("%s", verdict.line())
+                                      f"{', '.join(o.host for o in theirs) or 'no baseline'}, {window:g} s"
+                                      f"{confirmed})")
+    (log.warning if verdict.outcome == FAIL else log.info)("%s%s", verdict.line(), confirmed)
     event(f"canary.{verdict.outcome}", guard, reasons=verdict.reasons, figures=verdict.figures)
     return verdict
 

@@ -26,3 +26,17 @@ def quarantine_gate(app: str, version: str, record_: dict | None, override: bool
         return f"QUARANTINED, deployed with allow_quarantined: {why}"
     raise Quarantined(f"{why}. Nothing was done; fix it and release a new version, or pass "
                       "allow_quarantined=true to deploy it anyway")
+
+
+# Steps whose failure says nothing about the version: the host's disk, its
+# staging area, the record. A host that went back from one of them is not
+# the release's fault, and a rerun once the disk is freed must be allowed.
+HOST_STEPS = frozenset({"unpack", "permanent", "preflight", "record", "load", "stage"})
+
+
+def reason_from_hosts(outcomes) -> str | None:
+    """The first host that went back because the release failed there
+    (install, gate, children), as one line; None if none did (unreachable
+    hosts, a full disk: fix the host and run again)."""
+    back = [o for o in outcomes if o.result == "rolled back" and o.step not in HOST_STEPS]
+    return f"{back[0].host}: {back[0].detail}" if back else None

@@ -82,6 +82,7 @@ class HostOutcome:
     result: str = "pending"   # upgraded | installed | restarted | provisioned | downgraded | rolled back |
                               # already running | refused | failed | taken back | not started
     detail: str = ""
+    step: str | None = None          # the node program's step that failed (install, gate, permanent, ...)
     pid_before: int | None = None
     pid_after: int | None = None
     sent_bytes: int = 0
@@ -414,6 +415,7 @@ def _restart(conn: Connection, env: DeployEnvironment, app: str, host: Host, sta
         outcome.pid_after, outcome.config = gate.get("pid_after"), gate.get("config")
         return outcome
     why = f"{gate.get('step', 'gate')}: {gate.get('detail')}"
+    outcome.step = gate.get("step", "gate")
     log.warning("%s: the new node failed (%s): restarting it into %s", host, why, prev)
     try:
         conn.check(cmd.stop_node(root, app, gate.get("pid_after"), int(env.stop_timeout_seconds)),
@@ -503,6 +505,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
             outcome.detail = decision.reason + answer.get("detail", "")
             return outcome
         outcome.result = _RESULTS.get(answer["result"], "failed")
+        outcome.step = answer.get("step")
         outcome.detail = (f"{answer.get('step')}: " if answer.get("step") and outcome.result == "failed" else "") + \
             f"{answer.get('detail', '')}"
         if outcome.result == "rolled back":

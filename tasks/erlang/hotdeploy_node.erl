@@ -119,17 +119,21 @@ run(P) ->
              end,
     binary_to_list(iolist_to_binary(json(Answer#{steps => maps:from_list(get(hotdeploy_steps))}))).
 
-%% A node still booting answers erl_call before release_handler runs.
+%% A node still booting answers erl_call before release_handler runs; a
+%% release without sasl never has one (nothing can be hot-loaded there).
 -spec booted(params()) -> ok.
 booted(P) ->
     Until = now_ms() + maps:get(boot_wait_ms, P, 15000),
     wait_booted(Until).
 
 wait_booted(Until) ->
-    case init:get_status() of
-        {started, _} -> ok;
-        Status ->
+    case {init:get_status(), whereis(release_handler)} of
+        {{started, _}, Pid} when is_pid(Pid) -> ok;
+        {Status, Pid} ->
             case now_ms() > Until of
+                true when Pid =:= undefined, element(1, Status) =:= started ->
+                    fail(boot, "release_handler is not running in the node: the release must include sasl "
+                               "(add it to the release's applications)", []);
                 true -> fail(boot, "the node is not booted (~0p)", [Status]);
                 false -> timer:sleep(100), wait_booted(Until)
             end

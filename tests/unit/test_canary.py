@@ -47,3 +47,15 @@ def test_the_figures_side_by_side():
     rows = table(judge([s(p99=3.0)], [s(), s(p99=4.0)]))
     assert {"signal": "p99_ms", "canary": 3.0, "baseline": 4.0} in rows
     assert {"signal": "hosts", "canary": 1, "baseline": 2} in rows
+
+
+def test_only_a_host_the_release_sent_back_quarantines_the_version():
+    """A full disk at permanence sends the host back too, but that is the
+    host's fault: freeing the disk and running again must not be refused."""
+    from types import SimpleNamespace as H
+    from hotdeploy.quarantine import reason_from_hosts
+    disk = H(host="a", result="rolled back", step="permanent", detail="disk full in /srv/app")
+    gate = H(host="b", result="rolled back", step="gate", detail="gate: / answered 500")
+    down = H(host="c", result="failed", step=None, detail="unreachable")
+    assert reason_from_hosts([disk, down]) is None
+    assert reason_from_hosts([disk, gate, down]) == "b: gate: / answered 500"
