@@ -63,7 +63,8 @@ class DeployEnvironment(Block):
     canary_latency_ratio: float = Field(default=2.0, gt=1, description="a canary's median latency may be at most "
                                                                        "this times the baseline's (or "
                                                                        "canary_latency_slack_ms above it); its p99 "
-                                                                       "twice this, with 10x the slack")
+                                                                       "twice this, with 10x the slack, judged "
+                                                                       "with 100 probes a side or more")
     canary_latency_slack_ms: float = Field(default=5.0, ge=0, description="latency differences below this are "
                                                                           "noise")
     canary_error_rate_diff: float = Field(default=0.02, ge=0, description="a canary's share of failed probes may "

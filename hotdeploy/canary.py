@@ -19,10 +19,12 @@ class Limits:
     latency_ratio: float = 2.0         # canary p50 at most this times the baseline's...
     latency_slack_ms: float = 5.0      # ...or this much above it, whichever is larger (1 ms is noise);
                                        # p99 only for gross regressions (a soak's few probes on a busy host:
-                                       # one slow sample moves it): twice the ratio, ten times the slack
+                                       # one slow sample moves it): twice the ratio, ten times the slack,
     error_rate_diff: float = 0.02      # canary failed/probes at most this above the baseline's
     process_growth: float = 0.25       # canary process count growth at most this above the baseline's
     min_probes: int = 10               # fewer on either side: inconclusive
+    p99_min_probes: int = 100          # p99 judged only with this many probes a side: with fewer it is
+                                       # the single slowest probe (one GC pause, one descheduled moment)
 
 
 @dataclass
@@ -74,7 +76,8 @@ def judge(canary: list[dict], baseline: list[dict], limits: Limits = Limits()) -
     for q, ratio, slack in (("p50", limits.latency_ratio, limits.latency_slack_ms),
                             ("p99", 2 * limits.latency_ratio, 10 * limits.latency_slack_ms)):
         mine, theirs = c[f"{q}_ms"], b[f"{q}_ms"]
-        if mine is None or theirs is None:
+        if mine is None or theirs is None or \
+                (q == "p99" and min(c["probes"], b["probes"]) < limits.p99_min_probes):
             continue
         allowed = max(theirs * ratio, theirs + slack)
         if mine > allowed:
