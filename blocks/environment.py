@@ -31,8 +31,16 @@ class DeployEnvironment(Block):
     known_hosts: str = Field(description="known_hosts lines for every host; unknown keys are refused")
     release_root: str = Field(default="/srv/app", description="where the release lives on each host")
     app_port: int = 8080
-    health_path: str = "/api/public/version"
+    health_path: str | None = Field(default="/api/public/version", description="what the gate GETs on app_port "
+                                                                             "from inside the node; empty: an app "
+                                                                             "with no HTTP endpoint, the node-only "
+                                                                             "gate (the release runs, its "
+                                                                             "supervision tree is up, no error event)")
     health_status: int = Field(default=200, description="HTTP status the gate expects from health_path")
+    health_match: Literal["exact", "json", "regex"] = Field(
+        default="exact", description="how health_body is matched: exact (the whole trimmed body), json (health_body "
+                                     "names a field, dotted for nested objects, whose value is the version), regex "
+                                     "(health_body is a regular expression that must match the body)")
     health_body: str = Field(default="{version}", description="body the gate expects ({version}: the release "
                                                               "version; empty: any body)")
     health_timeout_seconds: float = 30.0

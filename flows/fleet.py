@@ -19,7 +19,7 @@ from hotdeploy.fleetstate import record_of
 from hotdeploy.ingress import left_open
 from hotdeploy.rollout import may_continue, plan_waves
 from hotdeploy.canary import FAIL, INCONCLUSIVE
-from tasks.hosts import HostFailed, HostOutcome
+from tasks.hosts import HostFailed, HostOutcome, gate_description
 
 from . import guard as guard_stage
 from .guard import Guard
@@ -233,6 +233,7 @@ def _after_canary(runner, env: DeployEnvironment, guard: Guard, canary: list[Hos
 
 
 def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostOutcome]) -> None:
+    gate = gate_description(env)
     create_table_artifact(
         [{"host": o.host, "address": o.address, "wave": o.wave, "from": o.from_version or "-", "to": o.to_version,
           "result": o.result, "detail": o.detail, "pid before": o.pid_before, "pid after": o.pid_after,
@@ -241,7 +242,7 @@ def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostO
           "seconds": round(sum(o.seconds.values()), 2)}
          for o in outcomes],
         key=_artifact_key(title, env),
-        description=f"{title}: one row per host" + (f". {note}" if note else ""))
+        description=f"{title}: one row per host; gate: {gate}" + (f". {note}" if note else ""))
 
 
 @dataclass(frozen=True)

@@ -126,14 +126,29 @@ def parse_answer(output: str) -> dict:
 
 @dataclass(frozen=True)
 class Health:
-    """What the gate asks of the app's endpoint ({version} in body is replaced)."""
+    """What the gate asks of the app's endpoint: GET PATH must answer STATUS
+    and a body that MATCH says: `exact` (BODY, {version} replaced; empty:
+    any), `json` (BODY names a field, dotted for nested objects, whose value
+    is the version), `regex` (BODY must match, {version} replaced by the
+    version quoted). No PATH: the node-only gate (the release runs, its tree
+    is up, no error event), for an app with no HTTP endpoint."""
     port: int
-    path: str
+    path: str | None
     status: int = 200
     body: str = "{version}"
+    match: str = "exact"
 
     def as_param(self) -> dict:
-        return {"port": self.port, "path": self.path, "status": self.status, "body": Bin(self.body)}
+        return {"port": self.port, "path": self.path or Atom("none"), "status": self.status, "body": Bin(self.body),
+                "match": Atom(self.match)}
+
+    def describe(self) -> str:
+        """The gate in words, for the run's table."""
+        if not self.path:
+            return "node only (no endpoint): the release runs, its tree is up, no error event"
+        what = {"exact": f"body {self.body!r}" if self.body else "any body",
+                "json": f"JSON field {self.body} = the version", "regex": f"body matching {self.body!r}"}[self.match]
+        return f"GET {self.path} -> {self.status}, {what}"
 
 
 @dataclass(frozen=True)

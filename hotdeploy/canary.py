@@ -19,7 +19,7 @@ class Limits:
     latency_ratio: float = 2.0         # canary p50 at most this times the baseline's...
     latency_slack_ms: float = 5.0      # ...or this much above it, whichever is larger (1 ms is noise);
                                        # p99 only for gross regressions (a soak's few probes on a busy host:
-                                       # one slow sample moves it): twice the ratio, ten times the slack,
+                                       # one slow sample moves it): twice the ratio, ten times the slack
     error_rate_diff: float = 0.02      # canary failed/probes at most this above the baseline's
     process_growth: float = 0.25       # canary process count growth at most this above the baseline's
     min_probes: int = 10               # fewer on either side: inconclusive

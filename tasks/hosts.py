@@ -128,7 +128,7 @@ def _connect(env: DeployEnvironment, host: Host, outcome: HostOutcome, unreachab
 
 
 def _health(env: DeployEnvironment) -> dict:
-    return agent.Health(env.app_port, env.health_path, env.health_status, env.health_body).as_param()
+    return _health_of(env).as_param()
 
 
 def _params(env: DeployEnvironment, app: str, op: str, **extra) -> dict:
@@ -136,13 +136,21 @@ def _params(env: DeployEnvironment, app: str, op: str, **extra) -> dict:
 
 
 def _gate(env: DeployEnvironment) -> agent.Gate:
-    health = agent.Health(env.app_port, env.health_path, env.health_status, env.health_body)
-    return agent.Gate(health, env.health_timeout_seconds, env.health_soak_seconds,
+    return agent.Gate(_health_of(env), env.health_timeout_seconds, env.health_soak_seconds,
                       env.install_timeout_seconds or env.command_timeout_seconds)
 
 
+def _health_of(env: DeployEnvironment) -> agent.Health:
+    return agent.Health(env.app_port, env.health_path or None, env.health_status, env.health_body, env.health_match)
+
+
+def gate_description(env: DeployEnvironment) -> str:
+    """The environment's gate in words (the per-host table shows it)."""
+    return _health_of(env).describe()
+
+
 def _gate_params(env: DeployEnvironment) -> dict:
-    return {**_gate(env).as_params(), "probe_path": env.probe_path or env.health_path}
+    return {**_gate(env).as_params(), "probe_path": env.probe_path or env.health_path or ""}
 
 
 def _program_timeout(env: DeployEnvironment) -> int:

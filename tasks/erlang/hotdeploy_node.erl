@@ -64,8 +64,14 @@
 -export([explain/1, json/1, blocks/2]).
 
 -type vsn() :: string().
--type health() :: #{port := inet:port_number(), path := string(), status := pos_integer(),
-                    body := binary()}.
+%% How the gate asks the app's endpoint: GET PATH on PORT (from inside the
+%% node) must answer STATUS and a body that MATCH says: exact (the body, with
+%% {version} replaced), json (BODY names a field, dotted for nested objects,
+%% whose value is the version), regex (BODY is a regular expression, with
+%% {version} replaced by the version quoted, that must match the body). No
+%% PATH (an app with no HTTP endpoint): the node-only gate.
+-type health() :: #{port := inet:port_number(), path := string() | none, status := pos_integer(),
+                    body := binary(), match => exact | json | regex}.
 -type children() :: [#{sup := atom(), ids := [binary()]}].
 -type params() :: #{op := inspect | upgrade | gate | first_boot | prepare_restart | set_boot | drain | observe,
                     root := string(), rel := string(), app := atom(),
@@ -886,6 +892,15 @@ gate(P, Vsn) ->
     put(hotdeploy_signals, signals(P, maps:get(soak_ms, P))),
     gate_check(P, Declared).
 
+wait_answer(P, #{path := none} = H, Vsn, Deadline, Limit) ->
+    %% the node-only gate: the release runs (the tree and the events are checked after)
+    case running() of
+        Vsn -> ok;
+        V -> case now_ms() > Deadline of
+                 true -> fail(gate, "health gate (node only): the node runs ~s, not ~s, within ~b ms", [V, Vsn, Limit]);
+                 false -> timer:sleep(200), wait_answer(P, H, Vsn, Deadline, Limit)
+             end
+    end;
 wait_answer(P, H, Vsn, Deadline, Limit) ->
     case {running(), answers(H, Vsn)} of
         {Vsn, {true, _}} -> ok;
@@ -910,16 +925,93 @@ gate_check(P, Declared) ->
                         "start?): ~s", [length(Crashes), hd(Crashes)])
     end.
 
+%% {status, what the body must be}, in words for a failed gate.
 expect(H, Vsn) ->
-    {maps:get(status, H), binary:replace(str(maps:get(body, H)), <<"{version}">>, str(Vsn))}.
+    Body = str(maps:get(body, H)),
+    {maps:get(status, H), case maps:get(match, H, exact) of
+                              exact -> binary:replace(Body, <<"{version}">>, str(Vsn));
+                              json -> words("a JSON body whose ~s is \"~s\"", [Body, Vsn]);
+                              regex -> words("a body matching ~s", [regex_for(Body, Vsn)])
+                          end}.
 
+answers(#{path := none}, _) -> {true, <<"(node only: no endpoint)">>};
 answers(H, Vsn) ->
-    {Status, Body} = expect(H, Vsn),
+    {Status, _} = expect(H, Vsn),
     case http_get(maps:get(port, H), maps:get(path, H)) of
-        {Status, Got} when Body =:= <<>>; Got =:= Body -> {true, Got};
+        {Status, Got} -> case body_matches(H, Got, Vsn) of
+                             true -> {true, Got};
+                             false -> {false, words("~b ~s", [Status, Got])}
+                         end;
         {Code, Got} when is_integer(Code) -> {false, words("~b ~s", [Code, Got])};
         {error, E} -> {false, http_error(E)}
     end.
+
+body_matches(H, Got, Vsn) ->
+    Body = str(maps:get(body, H)),
+    case maps:get(match, H, exact) of
+        exact -> Body =:= <<>> orelse Got =:= binary:replace(Body, <<"{version}">>, str(Vsn));
+        json -> json_field(Got, binary:split(Body, <<".">>, [global])) =:= str(Vsn);
+        regex -> re:run(Got, regex_for(Body, Vsn), [{capture, none}]) =:= match
+    end.
+
+%% The pattern with {version} as the version itself, quoted.
+regex_for(Pattern, Vsn) ->
+    binary:replace(Pattern, <<"{version}">>, iolist_to_binary(re:replace(str(Vsn), "[.^$*+?()\\[\\]{}|\\\\]",
+                                                                          "\\\\&", [global])), [global]).
+
+%% The value at PATH (keys) in a JSON document, as a binary (a string's
+%% text, a number's digits), or none.
+json_field(Text, Path) ->
+    try json_value(skip(Text)) of
+        {Value, _} -> at_path(Value, Path)
+    catch _:_ -> none
+    end.
+
+at_path(V, []) when is_binary(V) -> V;
+at_path(V, []) when is_number(V) -> iolist_to_binary(io_lib:format("~p", [V]));
+at_path(M, [K | Ks]) when is_map(M) -> case maps:find(K, M) of {ok, V} -> at_path(V, Ks); error -> none end;
+at_path(_, _) -> none.
+
+%% A small JSON reader (OTP 25 has none): objects as maps, strings, numbers,
+%% true/false/null, arrays.
+json_value(<<"{", R/binary>>) -> json_object(skip(R), #{});
+json_value(<<"[", R/binary>>) -> json_array(skip(R), []);
+json_value(<<"\"", R/binary>>) -> json_string(R, []);
+json_value(<<"true", R/binary>>) -> {true, R};
+json_value(<<"false", R/binary>>) -> {false, R};
+json_value(<<"null", R/binary>>) -> {null, R};
+json_value(R) ->
+    {match, [N]} = re:run(R, "^-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?", [{capture, [0], binary}]),
+    <<_:(byte_size(N))/binary, Rest/binary>> = R,
+    {binary_to_number(N), Rest}.
+
+binary_to_number(N) -> try binary_to_integer(N) catch _:_ -> binary_to_float(N) end.
+
+json_object(<<"}", R/binary>>, M) -> {M, R};
+json_object(<<"\"", R/binary>>, M) ->
+    {K, R1} = json_string(R, []),
+    <<":", R2/binary>> = skip(R1),
+    {V, R3} = json_value(skip(R2)),
+    case skip(R3) of
+        <<",", R4/binary>> -> json_object(skip(R4), M#{K => V});
+        <<"}", R4/binary>> -> {M#{K => V}, R4}
+    end.
+
+json_array(<<"]", R/binary>>, Acc) -> {lists:reverse(Acc), R};
+json_array(R, Acc) ->
+    {V, R1} = json_value(R),
+    case skip(R1) of
+        <<",", R2/binary>> -> json_array(skip(R2), [V | Acc]);
+        <<"]", R2/binary>> -> {lists:reverse([V | Acc]), R2}
+    end.
+
+json_string(<<"\"", R/binary>>, Acc) -> {iolist_to_binary(lists:reverse(Acc)), R};
+json_string(<<"\\", C, R/binary>>, Acc) ->
+    json_string(R, [case C of $n -> $\n; $t -> $\t; $r -> $\r; $b -> $\b; $f -> $\f; _ -> C end | Acc]);
+json_string(<<C, R/binary>>, Acc) -> json_string(R, [C | Acc]).
+
+skip(<<C, R/binary>>) when C =:= $\s; C =:= $\t; C =:= $\n; C =:= $\r -> skip(R);
+skip(R) -> R.
 
 http_error({not_http, Start}) -> words("no HTTP answer (it began ~0p)", [Start]);
 http_error(E) when is_atom(E) -> words("no answer (~s)", [inet:format_error(E)]);
@@ -1032,7 +1124,7 @@ get_errors() -> case get(hotdeploy_errors) of undefined -> []; L -> L end.
 %% crash_lines), child restarts by comparing the tree's pids.
 signals(P, Ms) ->
     H = maps:get(health, P),
-    Path = maps:get(probe_path, P, maps:get(path, H)),
+    Path = case maps:get(probe_path, P, maps:get(path, H)) of "" -> none; Given -> Given end,
     Pids0 = child_pids(P),
     Errors0 = length(crash_lines()),
     Warn0 = get(hotdeploy_warnings),
@@ -1044,7 +1136,8 @@ signals(P, Ms) ->
     Lat = lists:sort(maps:get(lat, S)),
     N = length(Lat),
     Pct = fun(_, 0) -> null; (Q, _) -> round_ms(lists:nth(max(1, min(N, ceil(Q * N))), Lat)) end,
-    #{window_ms => Ms, probe_path => str(Path), probes => N, failed => maps:get(failed, S),
+    #{window_ms => Ms, probe_path => opt(case Path of none -> null; _ -> Path end), probes => N,
+      failed => maps:get(failed, S),
       p50_ms => Pct(0.5, N), p99_ms => Pct(0.99, N), max_ms => case Lat of [] -> null; _ -> round_ms(lists:last(Lat)) end,
       warning_events => get(hotdeploy_warnings) - Warn0, error_events => Errors,
       child_restarts => restarts(Pids0, child_pids(P)),
@@ -1053,6 +1146,11 @@ signals(P, Ms) ->
       memory_start_mb => maps:get(memory_mb, Vm0), memory_end_mb => maps:get(memory_mb, Vm1),
       run_queue_max => max(maps:get(runq, S), maps:get(runq, Vm1))}.
 
+sample(_, none, Until, _, Acc) ->
+    %% no endpoint to probe (the node-only gate): the VM and the events only
+    timer:sleep(max(0, Until - now_ms())),
+    Vm = vm(),
+    Acc#{queue := max(maps:get(queue, Acc), maps:get(queue, Vm)), runq := max(maps:get(runq, Acc), maps:get(runq, Vm))};
 sample(Port, Path, Until, I, Acc) ->
     case now_ms() >= Until of
         true -> Acc;

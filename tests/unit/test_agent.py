@@ -46,3 +46,16 @@ def test_answer_parsing():
         agent.parse_answer('{error, "*** eval: {\'EXIT\', boom}"}')
     with pytest.raises(agent.NodeUnreachable):
         agent.parse_answer("erl_call: failed to connect to node example_app@127.0.0.1\n")
+
+
+def test_the_gate_kinds_as_parameters_and_in_words():
+    from hotdeploy.agent import Health
+    exact = Health(8080, "/api/public/version")
+    assert exact.as_param() == {"port": 8080, "path": "/api/public/version", "status": 200,
+                                "body": Bin("{version}"), "match": Atom("exact")}
+    assert exact.describe() == "GET /api/public/version -> 200, body '{version}'"
+    assert Health(80, "/health", body="build.version", match="json").describe() == \
+        "GET /health -> 200, JSON field build.version = the version"
+    none = Health(8080, None, body="")
+    assert none.as_param()["path"] == Atom("none")
+    assert none.describe().startswith("node only (no endpoint)")
