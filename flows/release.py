@@ -115,7 +115,11 @@ def release(
     workspace = prepare_workspace(app)
     try:
         with clock.step("test"):
-            test_in_container(engine, image, workspace, test_command or app.project.test_command)
+            if test_command or app.has_tests:
+                test_in_container(engine, image, workspace, test_command or app.project.test_command)
+            else:
+                log.warning("%s has no test/ directory: released untested (add tests, or pass test_command)",
+                            app.release)
 
         with clock.step("fetch previous"):
             for prev in chosen:

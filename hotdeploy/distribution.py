@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import Refusal
+from .project import without_comments
 
 LOOPBACK_LINES = ("-name {rel}@127.0.0.1", "-kernel inet_dist_use_interface {{127,0,0,1}}")
 
@@ -84,8 +85,9 @@ def vm_args_path(rebar_config: str) -> str | None:
     """The vm.args relx uses, as rebar.config names it (vm_args_src first,
     as relx does); None when it names none (relx then takes config/vm.args.src
     or config/vm.args, and writes its own default when neither exists)."""
+    code = without_comments(rebar_config, "%")
     for key in ("vm_args_src", "vm_args"):
-        m = re.search(r"\{\s*" + key + r"\s*,\s*\"([^\"]+)\"\s*\}", rebar_config)
+        m = re.search(r"\{\s*" + key + r"\s*,\s*\"([^\"]+)\"\s*\}", code)
         if m:
             return m.group(1)
     return None

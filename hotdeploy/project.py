@@ -48,6 +48,7 @@ class Project:
 
 
 def rebar3_project(rebar_config: str, where: str) -> Project:
+    rebar_config = without_comments(rebar_config, "%")
     names = re.findall(r"\{\s*release\s*,\s*\{\s*'?([a-z][A-Za-z0-9_]*)'?\s*,", rebar_config)
     if not names:
         raise ProjectError(
@@ -59,7 +60,7 @@ def rebar3_project(rebar_config: str, where: str) -> Project:
 
 
 _MIX_RELEASES_HINT = ("add `releases: [my_app: [include_executables_for: [:unix]]]` to project/0 in mix.exs "
-                      "(see the README, Elixir apps)")
+                      "(see docs/your-app.md, Elixir apps)")
 
 
 def _release_names(mix_exs: str) -> list[str]:
@@ -83,10 +84,28 @@ def _release_names(mix_exs: str) -> list[str]:
     return names
 
 
+def without_comments(source: str, mark: str = "#") -> str:
+    """SOURCE without its line comments: Elixir's # (`mix new` writes example
+    deps in comments), Erlang's % (`rebar3 new release` writes example
+    options in comments). MARK outside a string ends the line's code."""
+    out = []
+    for line in source.splitlines():
+        quoted = False
+        for i, c in enumerate(line):
+            if c == '"' and (i == 0 or line[i - 1] != "\\"):
+                quoted = not quoted
+            elif c == mark and not quoted:
+                line = line[:i]
+                break
+        out.append(line)
+    return "\n".join(out)
+
+
 def mix_project(mix_exs: str, where: str) -> Project:
     """The release a mix.exs defines; refused with what to add when it
     defines none, several, or depends on packages (hex.pm is not reachable
     from the builder)."""
+    mix_exs = without_comments(mix_exs)
     app = re.search(r"\bapp:\s*:([a-z][A-Za-z0-9_]*)", mix_exs)
     if not app:
         raise ProjectError(f"{where} names no app (`app: :my_app` in project/0)")

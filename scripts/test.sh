@@ -23,7 +23,7 @@ a=(tests/unit tests/node tests/integration/test_benchmarks.py tests/integration/
    tests/integration/test_bad_input.py tests/integration/test_release.py tests/integration/test_locking.py)
 b=(tests/integration/test_elixir.py tests/integration/test_restart.py tests/integration/test_canary.py
    tests/integration/test_outages.py tests/integration/test_rollout.py tests/integration/test_rehearsal.py
-   tests/integration/test_setup.py)
+   tests/integration/test_setup.py tests/integration/test_new_apps.py)
 c=(tests/integration/test_deploy.py tests/integration/test_deploy_refusals.py
    tests/integration/test_follow_fleet.py tests/integration/test_node_gate.py
    tests/integration/test_store_integrity.py tests/integration/test_run_ends.py tests/integration/test_workers.py

@@ -69,9 +69,10 @@ def _base_image(dockerfile_text: str) -> str:
 def ensure_builder_image(dockerfile: Path, docker_host: DockerHost) -> BuilderImage:
     """Build the app's builder image unless one with the same inputs exists.
 
-    Cache key = sha256 of the Dockerfile and of the id of its FROM image. The
-    Dockerfile is built with a context holding nothing else, so nothing else
-    can change the image.
+    Cache key = sha256 of the Dockerfile's instructions (comments and blank
+    lines do not count: two apps whose builders say the same share one image)
+    and of the id of its FROM image. The Dockerfile is built with a context
+    holding nothing else, so nothing else can change the image.
     """
     log = get_run_logger()
     client = docker_host.get_client()
@@ -85,7 +86,9 @@ def ensure_builder_image(dockerfile: Path, docker_host: DockerHost) -> BuilderIm
             f"({docker_host.base_url or 'the local one'}); build it offline with scripts/base-image.sh, "
             "or copy it there (docker save | docker -H <engine> load)"
         ) from None
-    key = hashlib.sha256(text.encode() + b"\0" + base_id.encode()).hexdigest()
+    instructions = "\n".join(line.rstrip() for line in text.splitlines()
+                              if line.strip() and not line.lstrip().startswith("#"))
+    key = hashlib.sha256(instructions.encode() + b"\0" + base_id.encode()).hexdigest()
     tag = f"hotdeploy-builder:{key[:16]}"
     try:
         image = client.images.get(tag)
@@ -256,7 +259,7 @@ def pack_release(rel_dir: Path, release: str, version: str) -> Path:
         raise ContainerFailed(
             "the release's vm.args names no node: hotdeploy reaches the node with erl_call under the name in "
             "vm.args. Add rel/vm.args.eex with `-name my_app@127.0.0.1` and rel/env.sh.eex exporting "
-            "RELEASE_DISTRIBUTION=none (README: Elixir apps)")
+            "RELEASE_DISTRIBUTION=none (docs/your-app.md, Elixir apps)")
     if not (rel_dir / f"erts-{erts}" / "bin" / "erl_call").is_file():
         # Debian's ERTS has it and mix copies it; an OTP built without erl_interface has none
         raise ContainerFailed(f"the release's erts-{erts}/bin has no erl_call: hotdeploy drives the node with it. "

@@ -14,6 +14,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from hotdeploy import layout
+from hotdeploy.appcheck import WARNING, check_app, refusal
+from hotdeploy.appcheck import errors as appcheck_errors
 from hotdeploy.appup import AppupPlan
 from hotdeploy.artifact import ArtifactError, ReleaseFacts, check_release, read_rel
 from hotdeploy.distribution import RELX_DEFAULT, Distribution, read_vm_args, refuse_unsafe, vm_args_path
@@ -36,32 +38,42 @@ class AppSource:
     dockerfile: Path
     distribution: Distribution | None = None   # as the release's vm.args will say
     declared_restart: str | None = None        # the app's own word that this release must restart (why)
+    has_tests: bool = True                     # false: a mix project with no test/ (mix test fails then)
 
     @property
     def release(self) -> str:   # also the store's folder for it
         return self.project.release
 
 
+BUILDERS = Path(__file__).parent / "builders"     # the default builder Dockerfile of each project kind
+
+
 def describe_app(app_dir: str | Path, dockerfile: str | None = None) -> AppSource:
-    """Check APP_DIR is a rebar3 project with a relx release or a mix
-    project with a release; name that release."""
+    """Check APP_DIR has everything hotdeploy needs (hotdeploy/appcheck.py:
+    every problem at once, with the lines to add, the words of
+    `python -m deployments.check`); name its release."""
     path = Path(app_dir).expanduser().resolve()
     if not path.is_dir():
         raise AppConfigError(f"app directory {path} does not exist")
+    from deployments.check import app_files
+    findings = check_app(app_files(path))
+    if appcheck_errors(findings):
+        raise AppConfigError(refusal(findings, str(path)))
+    log = _logger()
+    for f in findings:
+        if f.level == WARNING and log:
+            log.warning("%s", f.line())
     rebar, mix = path / "rebar.config", path / "mix.exs"
     try:
-        if rebar.is_file():
-            project = rebar3_project(rebar.read_text(), str(rebar))
-        elif mix.is_file():
-            project = mix_project(mix.read_text(), str(mix))
-        else:
-            raise AppConfigError(f"{path} has neither rebar.config nor mix.exs: hotdeploy builds rebar3 (relx) "
-                                 "and Elixir (mix) releases")
+        project = rebar3_project(rebar.read_text(), str(rebar)) if rebar.is_file() else \
+            mix_project(mix.read_text(), str(mix))
     except ProjectError as e:
         raise AppConfigError(str(e)) from None
     docker = Path(dockerfile) if dockerfile else path / "Dockerfile"
     if not docker.is_file():
-        raise AppConfigError(f"no builder Dockerfile at {docker}")
+        if dockerfile:
+            raise AppConfigError(f"no builder Dockerfile at {docker}")
+        docker = BUILDERS / f"{project.kind}.Dockerfile"
     layout.check_app_name(project.release)
     where, text = _vm_args(path, project)
     dist = read_vm_args(text)
@@ -69,11 +81,21 @@ def describe_app(app_dir: str | Path, dockerfile: str | None = None) -> AppSourc
     # deploy checks loopback; a name and no cookie in the tarball, always.
     refuse_unsafe(dist, project.release, where, cluster=True,
                   hint="in rel/vm.args.eex, with rel/env.sh.eex exporting RELEASE_DISTRIBUTION=none so that the "
-                       "start script adds no --sname of its own; README: Elixir apps" if project.kind == MIX else "")
+                       "start script adds no --sname of its own; docs/your-app.md, Elixir apps" if project.kind == MIX else "")
     declaration = path / DECLARATION
     declared = (declaration.read_text().strip().splitlines() or ["(no reason given)"])[0][:200] \
         if declaration.is_file() else None
-    return AppSource(path, project, docker, dist, declared)
+    has_tests = project.kind != MIX or (path / "test").is_dir()     # mix test fails without test/
+    return AppSource(path, project, docker, dist, declared, has_tests)
+
+
+def _logger():
+    """The run's logger, or None outside a run (describe_app is called by
+    flows, and by tests directly)."""
+    try:
+        return get_run_logger()
+    except Exception:   # MissingContextError: not in a flow or task run
+        return None
 
 
 def _vm_args(path: Path, project: Project) -> tuple[str, str]:

@@ -141,12 +141,12 @@ def test_an_elixir_release_whose_node_has_no_name_in_vm_args_is_refused(make_sto
     """mix's default: the start script passes its own --sname, which hotdeploy
     cannot reach the node by; refused before anything is built, with what to add."""
     from flows.release import release
-    from hotdeploy.distribution import DistributionRefused
+    from tasks.workspace import AppConfigError
     src = checkout(tmp_path_factory, "v1")
     (src / "rel" / "vm.args.eex").unlink()
     (src / "rel" / "env.sh.eex").unlink()
     block, client, bucket = make_store()
-    with pytest.raises(DistributionRefused, match=r"no rel/vm.args.eex.*names no node.*-name example_ex@127.0.0.1.*"
+    with pytest.raises(AppConfigError, match=r"no rel/vm.args.eex.*names no node.*-name example_ex@127.0.0.1.*"
                                                   r"RELEASE_DISTRIBUTION=none"):
         release(app_dir=str(src), store_block=block)
     assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
