@@ -46,6 +46,11 @@ class DeployEnvironment(Block):
     health_timeout_seconds: float = 30.0
     health_soak_seconds: float = Field(default=2.0, ge=0, description="after the version answers, how long no process may crash")
     runtime_config: SecretStr = Field(default=SecretStr("[]."), description="runtime.config written beside the release (Erlang terms)")
+    service_environment: SecretStr = Field(
+        default=SecretStr(""), description="the service's OS environment, KEY=value lines (what config/runtime.exs "
+                                           "or sys.config.src read with System.get_env / os:getenv): written 0600 "
+                                           "beside the release, read by its systemd unit and by the daemon start; "
+                                           "in force from the node's next start (provision, a restart deploy)")
     max_parallel: int = Field(default=8, ge=1, le=256, description="hosts upgraded at once, within a wave")
     canary: int = Field(default=1, ge=0, description="hosts upgraded first, alone, before any wave")
     wave_size: str = Field(default="25%", pattern=r"^[1-9][0-9]{0,5}%?$",
@@ -102,6 +107,13 @@ class DeployEnvironment(Block):
                                         "only (a release whose vm.args says otherwise is refused); cluster: the "
                                         "nodes form a cluster over the hosts' network (their shared cookie is "
                                         "the operator's, in each host's ~/.erlang.cookie)")
+
+    @field_validator("service_environment")
+    @classmethod
+    def _service_environment(cls, value: SecretStr) -> SecretStr:
+        from hotdeploy.commands import parse_service_environment
+        parse_service_environment(value.get_secret_value())    # names a bad line by number, never its value
+        return value
 
     @field_validator("wave_size")
     @classmethod

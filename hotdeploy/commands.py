@@ -6,6 +6,7 @@ ever put in a command line: secrets travel over SFTP.
 """
 from __future__ import annotations
 
+import re
 import shlex
 
 q = shlex.quote
@@ -80,13 +81,53 @@ def unpack_first_release(root: str, tarball: str) -> str:
 EPMD_LOOPBACK = "ERL_EPMD_ADDRESS=127.0.0.1"
 
 
+# The service's OS environment (the environment block's service_environment),
+# beside the release: the systemd unit reads the first, the daemon start the
+# second; both are written from the same variables, 0600.
+SERVICE_ENV, SERVICE_ENV_SH = "service.env", "service.env.sh"
+
+
+class BadServiceEnvironment(ValueError):
+    pass
+
+
+def parse_service_environment(text: str) -> dict[str, str]:
+    """KEY=value lines (# comments and blank lines skipped) as a dict; a bad
+    line is named by its number, never by its value (it may be secret)."""
+    found: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise BadServiceEnvironment(f"service_environment line {n} is not KEY=value (a KEY of letters, digits "
+                                        "and _, not starting with a digit)")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        found[key] = value
+    return found
+
+
+def service_environment_file(variables: dict[str, str]) -> str:
+    """systemd's EnvironmentFile: KEY="value", with \\ and \" escaped."""
+    return "".join(f'{k}="' + v.replace("\\", "\\\\").replace('"', '\\"') + '"\n' for k, v in variables.items())
+
+
+def service_environment_script(variables: dict[str, str]) -> str:
+    """The same variables for sh: export KEY='value' (quoted: no expansion)."""
+    return "".join(f"export {k}={q(v)}\n" for k, v in variables.items())
+
+
 def start_daemon(root: str, rel: str, timeout: int, loopback: bool = True) -> str:
     """`bin/<rel> daemon` waits forever when boot fails: bound it. Its output
     goes to a file: sshd holds the session open while any process keeps the
     channel's pipes. Started in the release root, as systemd starts it: the
-    runtime config is named relative to it."""
+    runtime config is named relative to it; with the service's environment
+    when the release root has one."""
     env = f"{EPMD_LOOPBACK} " if loopback else ""
-    return (f"cd {q(root)} && {env}timeout {int(timeout)} {script(root, rel)} daemon "
+    return (f"cd {q(root)} && {{ test ! -f {SERVICE_ENV_SH} || . ./{SERVICE_ENV_SH}; }} && "
+            f"{env}timeout {int(timeout)} {script(root, rel)} daemon "
             f"</dev/null >>{q(root)}/log/daemon.log 2>&1")
 
 
@@ -165,6 +206,7 @@ def systemd_unit(root: str, rel: str, user: str, start: str = "foreground", loop
         "[Service]\n"
         f"User={user}\n"
         f"WorkingDirectory={root}\n"
+        f"EnvironmentFile=-{root}/{SERVICE_ENV}\n"
         + (f"Environment={EPMD_LOOPBACK}\n" if loopback else "") +
         f"ExecStart={root}/bin/{rel} {start}\n"
         f"ExecStop={root}/bin/{rel} stop\n"

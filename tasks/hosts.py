@@ -404,6 +404,7 @@ def _restart(conn: Connection, env: DeployEnvironment, app: str, host: Host, sta
     loopback = env.distribution == "loopback"
     down_at = time.monotonic()
     try:
+        _put_service_environment(conn, env)     # what the new node starts with
         _timed(outcome, "stop", conn.check, cmd.stop_node(root, app, state.pid, int(env.stop_timeout_seconds)),
                env.stop_timeout_seconds + 15, "stop the node")
         _timed(outcome, "start", conn.check, cmd.start_node(root, app, 60, loopback), 75, "start the node")
@@ -505,6 +506,9 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
         outcome.permanent = answer.get("permanent")
         outcome.config = answer.get("config")
         outcome.signals = answer.get("signals")
+        if answer.get("config_overridden"):
+            log.warning("%s: config/runtime.exs sets %s, which the environment's runtime_config sets too: "
+                        "runtime.exs wins (set each key in one place)", host, ", ".join(answer["config_overridden"]))
         if answer["result"] == "installed":
             outcome.result, outcome.detail = "installed", decision.reason + "; not permanent yet"
             return outcome
@@ -560,6 +564,7 @@ def provision_one(env: DeployEnvironment, host: Host, release: Published, run_id
             conn.run(cmd.remove(staged))
         # The node is not up yet, so the config is checked by the first boot (and the gate).
         conn.put_text(env.runtime_config.get_secret_value(), f"{root}/runtime.config")
+        _put_service_environment(conn, env)
         conn.check(cmd.ensure_cookie(), what="create the Erlang cookie")
         conn.check(cmd.cookie_for_start_script(root), what="give the start script the host's cookie")
         answer = _timed(outcome, "first boot", _prepare_first_boot, conn, env, app, vsn)
@@ -591,6 +596,15 @@ def provision_one(env: DeployEnvironment, host: Host, release: Published, run_id
         raise HostFailed(outcome) from None
     finally:
         conn.close()
+
+
+def _put_service_environment(conn: Connection, env: DeployEnvironment) -> None:
+    """The block's service_environment as the two files the unit and the
+    daemon start read (0600; empty files when it is empty: a variable
+    removed from the block is gone at the next start)."""
+    variables = cmd.parse_service_environment(env.service_environment.get_secret_value())
+    conn.put_text(cmd.service_environment_file(variables), f"{env.release_root}/{cmd.SERVICE_ENV}")
+    conn.put_text(cmd.service_environment_script(variables), f"{env.release_root}/{cmd.SERVICE_ENV_SH}")
 
 
 def _prepare_first_boot(conn: Connection, env: DeployEnvironment, app: str, vsn: str) -> dict:

@@ -376,6 +376,10 @@ upgrade(P) ->
     After = try str(running()) catch _:_ -> null end,
     Boots = try opt(boots(P)) catch _:_ -> null end,
     Answer = maps:merge(Base, Outcome#{running => After, boots => Boots, signals => signals_answer(),
+                                       config_overridden => case get(hotdeploy_overridden) of
+                                                                undefined -> [];
+                                                                Keys -> Keys
+                                                            end,
                                        pid_after => list_to_integer(os:getpid()),
                                        permanent => try opt(permanent()) catch _:_ -> null end,
                                        config => config_hash()}),
@@ -1481,7 +1485,10 @@ mix_sys_config(P, Vsn, WithExs) ->
             Env = case file:consult(config_file()) of {ok, [L]} when is_list(L) -> L; _ -> [] end,
             Exs = filename:join(Dir, "runtime.exs"),
             Merged = case WithExs andalso filelib:is_regular(Exs) of
-                         true -> 'Elixir.Config.Reader':merge(merge_config(Base, Env), runtime_exs(Exs, Vsn));
+                         true ->
+                             FromExs = runtime_exs(Exs, Vsn),
+                             put(hotdeploy_overridden, overridden(Env, FromExs)),
+                             'Elixir.Config.Reader':merge(merge_config(Base, Env), FromExs);
                          false -> merge_config(Base, Env)
                      end,
             ok = file:write_file(Sys ++ ".tmp", [lists:join(<<"\n">>, Comments), "\n",
@@ -1491,6 +1498,19 @@ mix_sys_config(P, Vsn, WithExs) ->
             true;
         false -> false
     end.
+
+%% The keys of the environment's runtime config that runtime.exs sets to
+%% something else: runtime.exs is evaluated last and wins, silently unless
+%% said ("app.key" each; the values are not said: they may be secrets).
+-spec overridden(list(), list()) -> [binary()].
+overridden(Env, FromExs) ->
+    [iolist_to_binary(io_lib:format("~s.~s", [App, K]))
+     || {App, Kvs} <- Env, is_atom(App), is_list(Kvs), {K, V} <- Kvs, is_atom(K),
+        case lists:keyfind(App, 1, FromExs) of
+            {App, Exs} when is_list(Exs) ->
+                case lists:keyfind(K, 1, Exs) of {K, V} -> false; {K, _} -> true; false -> false end;
+            _ -> false
+        end].
 
 runtime_exs(Exs, Vsn) ->
     try 'Elixir.Config.Reader':'read!'(list_to_binary(Exs), [{env, prod}, {target, host}])

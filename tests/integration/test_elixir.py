@@ -56,7 +56,11 @@ def test_elixir_hot_upgrades_and_rollback_under_load_keep_pids_state_config_and_
     from flows.rollback import rollback
     from tasks.probe import LoadClient
     v1, v2, v3 = (elixir_releases.versions[v] for v in ("v1", "v2", "v3"))
-    env = make_env(2, release_root="/srv/example_ex", runtime_config=RUNTIME_CONFIG)
+    # The service's OS environment reaches runtime.exs at boot and at every
+    # upgrade; the block's runtime_config also sets region: runtime.exs wins, said.
+    overridden = RUNTIME_CONFIG.replace("{greeting,", '{region, "from-the-block"}, {greeting,')
+    env = make_env(2, release_root="/srv/example_ex", runtime_config=overridden,
+                   service_environment="# where this fleet runs\nEXAMPLE_REGION=eu-west-1\n")
     hosts = env.fleet.hosts
     block = elixir_releases.block
 
@@ -67,9 +71,17 @@ def test_elixir_hot_upgrades_and_rollback_under_load_keep_pids_state_config_and_
     for h in hosts:
         for _ in range(3):
             assert check.get(h.address, "/").startswith("Howdy from example_ex"), "runtime.config at first boot"
-    assert [check.get(h.address, "/api/public/region") for h in hosts] == ["local"] * 2, "runtime.exs at boot"
+    assert [check.get(h.address, "/api/public/region") for h in hosts] == ["eu-west-1"] * 2, \
+        "runtime.exs at boot, with the service's environment"
 
-    steps = [("v2", lambda: hot_deploy(app=APP, environment=env.name, version=v2, store_block=block), "map"),
+    def v2_said_override():
+        state = hot_deploy(app=APP, environment=env.name, version=v2, store_block=block, return_state=True)
+        logs = check.run_logs(state.state_details.flow_run_id)
+        assert any("config/runtime.exs sets example_ex.region, which the environment's runtime_config sets too"
+                   in line for line in logs), logs
+        return state.result()
+
+    steps = [("v2", v2_said_override, "map"),
              ("v3", lambda: hot_deploy(app=APP, environment=env.name, version=v3, store_block=block),
               "map+last_hit"),
              ("back to v2", lambda: rollback(app=APP, environment=env.name, to_version=v2, store_block=block),
@@ -86,7 +98,7 @@ def test_elixir_hot_upgrades_and_rollback_under_load_keep_pids_state_config_and_
         states = [check.state(h) for h in hosts]
         assert all(s == shape for _, s in states), (name, states)
         assert all(after >= before for (after, _), before in zip(states, hits_before)), "state carried"
-        assert [check.get(h.address, "/api/public/region") for h in hosts] == ["local"] * 2, \
+        assert [check.get(h.address, "/api/public/region") for h in hosts] == ["eu-west-1"] * 2, \
             f"{name}: the runtime.exs value survived the install"
         assert all("Howdy" in check.get(h.address, "/") for h in hosts), f"{name}: runtime.config survived"
     assert [check.version(h) for h in hosts] == [v2] * 2

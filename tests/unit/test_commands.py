@@ -1,4 +1,6 @@
 """Remote command lines as text (the commands layer)."""
+import pytest
+
 from hotdeploy import commands as cmd
 
 
@@ -31,8 +33,8 @@ def test_paths_with_spaces_and_quotes_are_quoted():
 
 def test_daemon_is_bounded_detached_from_the_session_and_keeps_epmd_on_loopback():
     assert cmd.start_daemon("/srv/app", "shop", 60) == \
-        "cd /srv/app && ERL_EPMD_ADDRESS=127.0.0.1 timeout 60 /srv/app/bin/shop daemon </dev/null " \
-        ">>/srv/app/log/daemon.log 2>&1"
+        "cd /srv/app && { test ! -f service.env.sh || . ./service.env.sh; } && " \
+        "ERL_EPMD_ADDRESS=127.0.0.1 timeout 60 /srv/app/bin/shop daemon </dev/null >>/srv/app/log/daemon.log 2>&1"
     assert "ERL_EPMD_ADDRESS" not in cmd.start_daemon("/srv/app", "shop", 60, loopback=False)
 
 
@@ -40,6 +42,7 @@ def test_unit():
     unit = cmd.systemd_unit("/srv/app", "shop", "deploy")
     assert "ExecStart=/srv/app/bin/shop foreground" in unit and "User=deploy" in unit
     assert "Environment=ERL_EPMD_ADDRESS=127.0.0.1\n" in unit
+    assert "EnvironmentFile=-/srv/app/service.env\n" in unit, "the service's environment, if the block gives one"
     assert "ERL_EPMD_ADDRESS" not in cmd.systemd_unit("/srv/app", "shop", "deploy", loopback=False)
     assert "ExecStart=/srv/app/bin/shop start\n" in cmd.systemd_unit("/srv/app", "shop", "deploy", "start")
 
@@ -63,5 +66,17 @@ def test_a_restart_stops_and_starts_the_node_the_way_it_runs_bounded():
     assert "kill" not in cmd.stop_node("/srv/app", "shop", None, 30), "never by a pattern another node may match"
     start = cmd.start_node("/srv/app", "shop", 60)
     assert start == ("if systemctl is-enabled --quiet shop.service 2>/dev/null; then systemctl start shop.service; "
-                     "else cd /srv/app && ERL_EPMD_ADDRESS=127.0.0.1 timeout 60 /srv/app/bin/shop daemon "
+                     "else cd /srv/app && { test ! -f service.env.sh || . ./service.env.sh; } && "
+                     "ERL_EPMD_ADDRESS=127.0.0.1 timeout 60 /srv/app/bin/shop daemon "
                      "</dev/null >>/srv/app/log/daemon.log 2>&1; fi")
+
+
+def test_the_service_environment_is_the_same_for_systemd_and_for_sh_and_never_quoted_back():
+    variables = cmd.parse_service_environment('# region\nREGION=eu-west-1\nexport TOKEN="a b"\n\nODD=it\'s $HOME "q"\n')
+    assert variables == {"REGION": "eu-west-1", "TOKEN": "a b", "ODD": 'it\'s $HOME "q"'}
+    assert cmd.service_environment_file(variables) == 'REGION="eu-west-1"\nTOKEN="a b"\nODD="it\'s $HOME \\"q\\""\n'
+    assert cmd.service_environment_script(variables) == \
+        "export REGION=eu-west-1\nexport TOKEN='a b'\nexport ODD='it'\"'\"'s $HOME \"q\"'\n"
+    with pytest.raises(cmd.BadServiceEnvironment) as bad:
+        cmd.parse_service_environment("A=1\nnot a line s3cr3t\n")
+    assert "line 2" in str(bad.value) and "s3cr3t" not in str(bad.value)
