@@ -1,7 +1,7 @@
 """Create the blocks for a local setup: `python -m blocks.local --moto-url URL --fleet STATE`
 (the store, and an environment per fleet in STATE).
 
-A real AWS setup fills in the same fields (see README 'Blocks for AWS'):
+A real AWS setup fills in the same fields (see docs/blocks.md):
 - AwsCredentials: your keys or an instance profile, no `endpoint_url`;
 - S3Bucket: your package bucket (and folder);
 - DeployEnvironment: your tags, security group, SSH user and key, the hosts'
@@ -51,15 +51,18 @@ def create_store(moto_url: str, bucket: str = "hotdeploy-packages", name: str = 
     return store
 
 
+# Where a local environment differs from the block's defaults.
+LOCAL_DEFAULTS = dict(role_tag="web", ssh_user="root", app_port=8080, max_parallel=8, command_timeout_seconds=60)
+
+
 def create_environment(moto_url: str, fleet_state: dict, name: str, app: str = "example_app",
                        runtime_config: str | None = None, **overrides) -> DeployEnvironment:
     fields = dict(
-        environment_tag=fleet_state["environment"], role_tag="web",
+        LOCAL_DEFAULTS, environment_tag=fleet_state["environment"],
         aws_credentials=local_credentials(moto_url), security_group_id=fleet_state["security_group_id"],
-        ssh_user="root", ssh_private_key=Path(fleet_state["deployer_key"]).read_text(),
-        known_hosts=fleet_state["known_hosts"], release_root=f"/srv/{app}", app_port=8080,
-        runtime_config=runtime_config or f'[{{{app}, [{{greeting, "Hello"}}]}}].\n',
-        max_parallel=8, command_timeout_seconds=60)
+        ssh_private_key=Path(fleet_state["deployer_key"]).read_text(),
+        known_hosts=fleet_state["known_hosts"], release_root=f"/srv/{app}",
+        runtime_config=runtime_config or f'[{{{app}, [{{greeting, "Hello"}}]}}].\n')
     env = DeployEnvironment(**(fields | overrides))
     env.save(name, overwrite=True)
     return env
@@ -67,23 +70,51 @@ def create_environment(moto_url: str, fleet_state: dict, name: str, app: str = "
 
 def create_environments(moto_url: str, fleets: dict, app: str, runtime_config: str | None = None,
                         release_root: str | None = None, requires_rehearsal: tuple[str, ...] = ("production",),
-                        names: list[str] | None = None) -> list[str]:
+                        names: list[str] | None = None, **fields) -> list[str]:
     """One hotdeploy-environment block per fleet of `python -m localfleet
     serve`'s state (FLEETS: its "environments"), named after the fleet's
-    environment; those in REQUIRES_REHEARSAL refuse unrehearsed versions."""
+    environment; those in REQUIRES_REHEARSAL refuse unrehearsed versions.
+    FIELDS: any other field of the block, the same for every environment."""
     names = names or list(fleets)
     unknown = [n for n in names if n not in fleets]
     if unknown:
         raise SystemExit(f"no fleet for {', '.join(unknown)} in the state file (it has {', '.join(fleets)})")
-    overrides = {"release_root": release_root} if release_root else {}
+    overrides = ({"release_root": release_root} if release_root else {}) | fields
     for name in names:
         create_environment(moto_url, fleets[name], name, app=app, runtime_config=runtime_config,
                            requires_rehearsal=name in requires_rehearsal, **overrides)
     return names
 
 
+# What the local fleet fills in (its tags, group, key, host keys) or what
+# has an option of its own: every other field of the block is a flag.
+_FROM_THE_FLEET = {"environment_tag", "security_group_id", "ssh_private_key", "known_hosts", "aws_credentials",
+                   "requires_rehearsal", "runtime_config", "release_root"}
+
+
+def _field_flags(p: argparse.ArgumentParser) -> list[str]:
+    """--<field> for every field of DeployEnvironment a user may change
+    (a secret one takes a file), its description and default as help."""
+    from pydantic import SecretStr
+    group = p.add_argument_group("environment block fields (the same for every environment made)")
+    names = []
+    for name, info in DeployEnvironment.model_fields.items():
+        if name in _FROM_THE_FLEET or name.startswith("_") or name == "block_type_slug":
+            continue
+        secret = info.annotation in (SecretStr, "SecretStr")
+        default = "" if info.is_required() else \
+            f" (default: {LOCAL_DEFAULTS.get(name, info.default) if not secret else 'empty'})"
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"field_{name}", type=Path if secret else str,
+                           metavar="FILE" if secret else name.split("_")[-1].upper(),
+                           help=((info.description or name) + default).replace("%", "%%"))
+        names.append(name)
+    return names
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m blocks.local")
+    p = argparse.ArgumentParser(prog="python -m blocks.local",
+                                description="The blocks of a local setup: the package store (an S3Bucket on "
+                                            "moto) and a hotdeploy-environment per fleet of the state file.")
     p.add_argument("--moto-url", required=True)
     p.add_argument("--fleet", required=True, help="the state file of `python -m localfleet serve`")
     p.add_argument("--environment", action="append",
@@ -95,13 +126,22 @@ def main() -> None:
     p.add_argument("--runtime-config", type=Path,
                    help="a file of Erlang terms written beside the release as runtime.config "
                         "(default: a greeting for APP)")
+    p.add_argument("--bucket", default="hotdeploy-packages", help="the store's bucket (made on moto if missing)")
+    p.add_argument("--store-block", default=DEFAULT_STORE_BLOCK,
+                   help="the store's block name (a second store: another name and bucket)")
+    names = _field_flags(p)
     args = p.parse_args()
+    fields = {}
+    for name in names:
+        value = getattr(args, f"field_{name}")
+        if value is not None:
+            fields[name] = value.read_text() if isinstance(value, Path) else value
     register_block_types()
-    create_store(args.moto_url)
+    create_store(args.moto_url, bucket=args.bucket, name=args.store_block)
     made = create_environments(args.moto_url, json.loads(Path(args.fleet).read_text())["environments"], args.app,
                                args.runtime_config.read_text() if args.runtime_config else None, args.release_root,
-                               tuple(args.requires_rehearsal or ("production",)), args.environment)
-    print(f"blocks: s3-bucket/{DEFAULT_STORE_BLOCK}, " + ", ".join(f"hotdeploy-environment/{n}" for n in made))
+                               tuple(args.requires_rehearsal or ("production",)), args.environment, **fields)
+    print(f"blocks: s3-bucket/{args.store_block}, " + ", ".join(f"hotdeploy-environment/{n}" for n in made))
 
 
 if __name__ == "__main__":

@@ -37,14 +37,26 @@ def parse_fleets(specs: list[str]) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m localfleet")
-    p.add_argument("command", choices=["serve"])
-    p.add_argument("--name", default="demo", help="prefix of the hosts' names")
+    p = argparse.ArgumentParser(
+        prog="python -m localfleet", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Local fleets of test hosts until stopped (Ctrl-C or SIGTERM tears them down): each host a "
+                    "network namespace on a bridge with its own sshd (key-only, strict host keys), registered "
+                    "as an EC2 instance in moto, its security group enforced by nftables.",
+        epilog="example:\n  python -m localfleet serve --moto-url http://127.0.0.1:5000 --state fleet.json \\\n"
+               "      --fleet staging:2 --fleet production:3 --first 100\n"
+               "then: python -m blocks.local --moto-url http://127.0.0.1:5000 --fleet fleet.json\n"
+               "Needs root (namespaces, nftables). Addresses are 198.18.0.FIRST and up.")
+    p.add_argument("command", choices=["serve"], help="serve: make the fleets and keep them until stopped")
+    p.add_argument("--name", default="demo", help="prefix of the hosts' names (default: demo)")
     p.add_argument("--fleet", action="append", metavar="ENVIRONMENT:SIZE",
                    help="a fleet for ENVIRONMENT (repeat for several; default staging:3)")
-    p.add_argument("--first", type=int, default=100, help="last octet of the first host's address")
-    p.add_argument("--moto-url", required=True)
-    p.add_argument("--state", required=True, help="where to write the fleets' description (JSON)")
+    p.add_argument("--first", type=int, default=100,
+                   help="last octet of the first host's address in 198.18.0.0/24 (default: 100); the hosts of "
+                        "every fleet take consecutive addresses from it")
+    p.add_argument("--moto-url", required=True, help="moto's server (S3 and EC2), e.g. http://127.0.0.1:5000")
+    p.add_argument("--state", required=True,
+                   help="where to write the fleets' description (JSON: per environment its hosts, security "
+                        "group, deployer key and known_hosts), read by python -m blocks.local")
     args = p.parse_args(argv)
     wanted = parse_fleets(args.fleet or ["staging:3"])
 
