@@ -7,11 +7,12 @@ Anything else is a bug and keeps Prefect's traceback."""
 from __future__ import annotations
 
 import functools
+import logging
 
 from prefect import get_run_logger
 from prefect.states import Failed
 
-from hotdeploy.errors import KnownFailure, Outage, Refusal
+from hotdeploy.errors import KnownFailure, Outage, Refusal, Verdict
 
 
 def cause(e: BaseException) -> str:
@@ -36,3 +37,18 @@ def explained(fn):
         get_run_logger().error("%s", line)
         return Failed(message=line, data=error)
     return run
+
+
+class _KnownEndsWithoutTraceback(logging.Filter):
+    """A run started by a worker ends in a process of its own, whose engine
+    raises the Failed state's exception once more at exit and logs it to the
+    run as "Engine execution exited with unexpected exception" with its
+    traceback. For a known end the run has said its one line already: that
+    record is dropped (a bug of ours keeps it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, (Verdict, Outage)) and str(record.msg).startswith("Engine execution exited"))
+
+
+logging.getLogger("prefect.flow_runs").addFilter(_KnownEndsWithoutTraceback())

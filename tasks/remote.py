@@ -155,11 +155,20 @@ class Connection:
             writer, stdout, stderr = self.client.exec_command(command, timeout=timeout)
             channel = stdout.channel
             if stdin is not None:
-                writer.write(stdin)
-                writer.flush()
-                channel.shutdown_write()
+                try:
+                    writer.write(stdin)
+                    writer.flush()
+                    channel.shutdown_write()
+                except OSError:
+                    # The command ended before it read all of its input (erl_call
+                    # that finds no node exits at once): its status and output
+                    # say why, not "Socket is closed".
+                    pass
             deadline = time.monotonic() + timeout
             while not channel.exit_status_ready():
+                if channel.closed and not channel.exit_status_ready():
+                    raise RemoteError(f"{self.host}: `{_short(command)}`: the connection was lost before the "
+                                      "command ended")
                 if time.monotonic() > deadline:
                     channel.close()
                     raise CommandTimeout(f"{self.host}: `{_short(command)}` did not finish within {timeout:g} s")

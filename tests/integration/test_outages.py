@@ -115,3 +115,23 @@ def test_an_upgrade_package_missing_from_the_store_means_the_full_tarball(make_e
     [row] = hot_deploy(app=APP, environment=env.name, version=v2, store_block=block)
     assert row["result"] == "upgraded" and row["sent_bytes"] > 1_000_000, row
     assert check.version(env.fleet.hosts[0]) == v2
+
+
+def test_a_command_that_ends_before_reading_its_input_says_its_own_status_not_socket_closed(make_env):
+    """erl_call that finds no node exits before it reads the program on its
+    stdin: what the command said must come back, not a lost-connection error."""
+    from blocks import load_environment
+    from tasks.remote import Connection, Host
+    env = make_env(1)
+    host = env.fleet.hosts[0]
+    env.ec2.authorize_security_group_ingress(GroupId=env.group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "198.18.0.1/32"}]}])
+    time.sleep(0.5)     # the host's nftables follow the group
+    conn = Connection(load_environment(env.name), Host("i", host.name, host.address), attempts=3)
+    try:
+        for _ in range(5):
+            done = conn.run("echo 'no node here' >&2; exit 3", stdin="x" * 4_000_000)
+            assert (done.exit_code, done.stderr.strip()) == (3, "no node here")
+        assert conn.run("cat | wc -c", stdin="y" * 100_000).stdout.strip() == "100000", "input still arrives"
+    finally:
+        conn.close()

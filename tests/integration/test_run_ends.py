@@ -127,3 +127,26 @@ async def _delete_automation(name: str) -> None:
     async with get_client() as client:
         for automation in await client.read_automations_by_name(name):
             await client.delete_automation(automation.id)
+
+
+def test_a_refused_run_on_a_worker_ends_failed_with_its_line_and_no_traceback(make_env, releases, process_worker):
+    """The worker's process re-raises the run's known exception at exit;
+    the run's logs hold the one line, not Prefect's traceback of it."""
+    from prefect import Flow
+    from prefect.deployments import run_deployment
+
+    from tests.integration.fleet_checks import run_logs
+    env = make_env(1)
+    Flow.from_source(source=str(ROOT), entrypoint="flows/deploy.py:hot_deploy").deploy(
+        name=f"{env.name}-refused", work_pool_name=process_worker, print_next_steps=False, ignore_warnings=True,
+        parameters=dict(app=APP, environment=env.name, version="9.9.9", store_block=releases.block))
+    run = run_deployment(f"hot-deploy/{env.name}-refused", timeout=0)
+    assert wait_for_state(run.id, {"COMPLETED", "FAILED", "CRASHED"}, 120) == "FAILED"
+    deadline = time.monotonic() + 30
+    while True:     # the run's logs reach the server in batches; the worker says last when its process exited
+        logs = run_logs(run.id)
+        if any("exited" in line and "status code" in line for line in logs) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert any(line.startswith("refused: ") and "9.9.9" in line for line in logs), logs
+    assert not any("Engine execution exited" in line or "Traceback" in line for line in logs), logs
