@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import os
 import platform
+import re
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -412,6 +414,101 @@ TARGETS = [
 ]
 
 
+def _watch(name: str) -> tuple[float, str, str]:
+    """`prefect deployment run NAME --watch` from the shell, as CI runs it:
+    (wall seconds, the run's id, its final state type)."""
+    t0 = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "prefect", "deployment", "run", name, "--watch"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    wall = time.monotonic() - t0
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", done.stdout)
+    final = "COMPLETED" if done.returncode == 0 else "FAILED"
+    return wall, run_id.group(1) if run_id else "", final
+
+
+def _run_seconds(run_id: str) -> dict:
+    """What the server says of a flow run: from its creation to its start
+    (the worker's poll and the process start), and its own run time."""
+    import asyncio
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> dict:
+        async with get_client() as client:
+            run = await client.read_flow_run(UUID(run_id))
+            return {"queued_s": round((run.start_time - run.created).total_seconds(), 2) if run.start_time else None,
+                    "flow_s": round(run.total_run_time.total_seconds(), 2)}
+    return asyncio.run(read())
+
+
+def bench_deployment_run(moto_url: str, work: Path, store: str, repeats: int = 3) -> dict:
+    """The wall time of `prefect deployment run ... --watch` from the shell on
+    an idle process worker (the README's setup: PREFECT_WORKER_QUERY_SECONDS=1),
+    for a `status` run and a known refusal (hot-deploy of a version that is
+    not published), each REPEATS times; beside it the same flow called in a
+    warm Python process (the floor: the flow's own work) and the target."""
+    import asyncio
+
+    from prefect import Flow
+
+    from deployments.apply import ensure_pool
+    from flows.release import release
+    from flows.status import status
+    v1 = release(app_dir=str(checkout("v1", work)), store_block=store)["version"]
+    fleet = fresh_fleet("bdrn", 1, 10, moto_url, store, v1)
+    pool = "bench-runs"
+    asyncio.run(ensure_pool(pool))
+    common = dict(work_pool_name=pool, print_next_steps=False, ignore_warnings=True)
+    Flow.from_source(source=str(ROOT), entrypoint="flows/status.py:status").deploy(
+        name="bench", parameters=dict(app=APP, environment=fleet.name, store_block=store), **common)
+    Flow.from_source(source=str(ROOT), entrypoint="flows/deploy.py:hot_deploy").deploy(
+        name="bench-refused", parameters=dict(app=APP, environment=fleet.name, version="9.9.9", store_block=store),
+        **common)
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type",
+                               "process"], cwd=ROOT, stdout=open(work / "bench-worker.log", "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"})
+    row: dict = {"target_s": 5.0, "repeats": repeats}
+    try:
+        time.sleep(5)     # the worker is up and polling: idle, as CI finds it
+        for key, name, wanted in (("status", "status/bench", "COMPLETED"),
+                                  ("refusal", "hot-deploy/bench-refused", "FAILED")):
+            walls, server = [], []
+            for _ in range(repeats):
+                wall, run_id, final = _watch(name)
+                assert final == wanted, f"{name} ended {final}, expected {wanted}"
+                walls.append(wall)
+                server.append(_run_seconds(run_id) if run_id else {})
+            row[f"{key}_watch_s"] = round(statistics.median(walls), 2)
+            row[f"{key}_watch_all_s"] = [round(w, 2) for w in walls]
+            row[f"{key}_queued_s"] = statistics.median(s.get("queued_s") or 0 for s in server)
+            row[f"{key}_flow_s"] = statistics.median(s.get("flow_s") or 0 for s in server)
+            log(f"deployment run {name} --watch: {row[f'{key}_watch_s']} s median of {walls} "
+                f"(queued {row[f'{key}_queued_s']} s, flow {row[f'{key}_flow_s']} s; target <= 5 s)")
+        t0 = time.monotonic()
+        status(app=APP, environment=fleet.name, store_block=store)
+        row["status_in_process_s"] = round(time.monotonic() - t0, 2)
+        log(f"status called in a warm process (the floor): {row['status_in_process_s']} s")
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+        fleet.stop()
+    return row
+
+
+def _deployment_run_lines(r: dict) -> str:
+    def met(x: float) -> str:
+        return "yes" if x <= r["target_s"] else "**MISSED**"
+    return "\n".join([
+        "### A deployment run from the shell (`prefect deployment run ... --watch`, idle process worker)", "",
+        "| run | --watch wall (s), median | each (s) | created to started (s) | flow (s) | target (s) | met |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {k} | {r[k + '_watch_s']} | {r[k + '_watch_all_s']} | {r[k + '_queued_s']} | {r[k + '_flow_s']} "
+          f"| <= {r['target_s']} | {met(r[k + '_watch_s'])} |" for k in ("status", "refusal")),
+        f"| status called in a warm process (the floor) | {r['status_in_process_s']} | | | | | |"])
+
+
 def against_targets(scaling: list[dict]) -> list[dict]:
     """Each target with what was measured; a size not run is said so, a miss is reported."""
     one = next((r for r in scaling if r["hosts"] == 1), scaling[0])
@@ -482,6 +579,8 @@ def write_outputs(results: dict, out: Path) -> None:
                   f"{r['ours_load']['failed']} | {r['ours_down_p50_s']} / {r['ours_down_max_s']} |",
                   f"| xargs -P: stop, unpack, start (all at once) | {r['xargs_s']:.2f} | {r['xargs_load']['sent']} / "
                   f"{r['xargs_load']['failed']} | - |"]
+    if results.get("deployment_run"):
+        lines += ["", _deployment_run_lines(results["deployment_run"])]
     lines += ["", "### Availability (load client, 1 keep-alive connection per host)", "",
               "| hosts | during upgrade: sent / failed / p50 / p99 / max ms | same load, no upgrade |",
               "|---|---|---|"]
@@ -527,6 +626,9 @@ def main() -> int:
     p.add_argument("--sizes", default="1,4,16,32")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out"))
     p.add_argument("--skip-pipeline", action="store_true")
+    p.add_argument("--only", choices=["deployment-run"],
+                   help="run one part alone (its results in results.json; the figures of the other parts stay "
+                        "as they were)")
     args = p.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     for script in ("ensure-dockerd.sh", "base-image.sh"):
@@ -539,12 +641,23 @@ def main() -> int:
                    "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
                               f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
                               f"{platform.platform()}"}
+        if args.only == "deployment-run":
+            create_store(moto_url, bucket="bench-runs", name="bench-runs")
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+            old["deployment_run"] = bench_deployment_run(moto_url, work, "bench-runs")
+            (out / "results.json").write_text(json.dumps(old, indent=1))
+            print(_deployment_run_lines(old["deployment_run"]))
+            return 0
         create_store(moto_url, bucket="bench-pipeline", name="bench-pipeline")
         results["pipeline"] = None if args.skip_pipeline else bench_pipeline(moto_url, work, "bench-pipeline")
         create_store(moto_url, bucket="bench-scaling", name="bench-scaling")
         results["scaling"] = bench_scaling(moto_url, work, "bench-scaling", sizes, server.pid)
         create_store(moto_url, bucket="bench-restart", name="bench-restart")
         results["restart"] = bench_restart(moto_url, work, "bench-restart", min(max(sizes), 16))
+        create_store(moto_url, bucket="bench-runs", name="bench-runs")
+        results["deployment_run"] = bench_deployment_run(moto_url, work, "bench-runs")
         results["targets"] = against_targets(results["scaling"])
         results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip() or None

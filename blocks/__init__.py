@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 from prefect_aws import S3Bucket
+# Imported here, first, not lazily: imported after Prefect's own lazy `docker`
+# module, docker-py ends up with two `docker.errors` (ImageNotFound then
+# escapes `except docker.errors.ImageNotFound`; seen in the release flow).
 from prefect_docker import DockerHost
 
 from hotdeploy.errors import Refusal
@@ -30,12 +33,12 @@ def _load(cls, slug: str, name: str, how: str):
 
 def load_package_store(name: str) -> S3Bucket:
     return _load(S3Bucket, "s3-bucket", name, "create it with `python -m blocks.local` for a local setup, "
-                                              "or see README 'Blocks'")
+                                              "or see docs/blocks.md")
 
 
 def load_environment(name: str) -> DeployEnvironment:
     return _load(DeployEnvironment, "hotdeploy-environment", name,
-                 "create it (see README 'Blocks') or run `python -m blocks.local`")
+                 "create it (see docs/blocks.md) or run `python -m blocks.local`")
 
 
 def load_docker_host(name: str | None) -> DockerHost:
