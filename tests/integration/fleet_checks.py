@@ -47,8 +47,20 @@ def releases_on(host) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
 
 
-def run_logs(flow_run_id) -> list[str]:
-    """Every log line of a flow run and its task runs, read from the Prefect API."""
+def run_logs(flow_run_id, until=None, seconds: float = 30) -> list[str]:
+    """Every log line of a flow run and its task runs, read from the Prefect
+    API. UNTIL(line): read again until a line satisfies it (logs reach the
+    server in batches, after the run's state) or SECONDS pass."""
+    import time
+    deadline = time.monotonic() + seconds
+    while True:
+        lines = _run_logs(flow_run_id)
+        if until is None or any(until(line) for line in lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.5)
+
+
+def _run_logs(flow_run_id) -> list[str]:
     import asyncio
 
     from prefect.client.orchestration import get_client

@@ -76,9 +76,9 @@ def test_elixir_hot_upgrades_and_rollback_under_load_keep_pids_state_config_and_
 
     def v2_said_override():
         state = hot_deploy(app=APP, environment=env.name, version=v2, store_block=block, return_state=True)
-        logs = check.run_logs(state.state_details.flow_run_id)
-        assert any("config/runtime.exs sets example_ex.region, which the environment's runtime_config sets too"
-                   in line for line in logs), logs
+        said = "config/runtime.exs sets example_ex.region, which the environment's runtime_config sets too"
+        logs = check.run_logs(state.state_details.flow_run_id, until=lambda line: said in line)
+        assert any(said in line for line in logs), logs
         return state.result()
 
     steps = [("v2", v2_said_override, "map"),
