@@ -10,12 +10,12 @@ What an app needs (docs/your-app.md says why):
 - sasl in the release (release_handler does the hot upgrade);
 - a standalone release: ERTS included, no links into the build tree (relx's
   `{mode, dev}` default links them; mix includes ERTS unless told not to);
-- a node name in vm.args, no cookie there, distribution on loopback
-  (hotdeploy/distribution.py);
+- a node name in vm.args and no cookie there (hotdeploy/distribution.py);
 - a version line the build can write (mix: a literal `version: "..."`);
 - no dependency the builder cannot fetch (mix: hex.pm);
 - a builder Dockerfile, or the default one for the project's kind.
-Warned, not refused: no tests, sources shipped in the release, a sys.config
+Warned, not refused: a distribution beyond loopback (the environment's to
+allow: distribution = cluster; the deploy refuses it elsewhere), no tests, sources shipped in the release, a sys.config
 that does not name `runtime.config` (the environment's runtime_config would
 not reach the node).
 """
@@ -94,14 +94,12 @@ def _common(files: dict[str, str], project: Project) -> list[Finding]:
     return found
 
 
-def _release_term(config: list) -> tuple[list, str | None] | None:
-    """(the top-level relx options, the release's name) of rebar.config's
-    terms; profiles do not count: the build runs the default profile."""
+def _relx_options(config: list) -> list | None:
+    """The top-level relx options of rebar.config's terms; profiles do not
+    count: the build runs the default profile."""
     for term in config:
         if isinstance(term, tuple) and len(term) == 2 and term[0] == "relx" and isinstance(term[1], list):
-            name = next((o[1][0] for o in term[1] if isinstance(o, tuple) and len(o) >= 3 and o[0] == "release"
-                         and isinstance(o[1], tuple)), None)
-            return term[1], name
+            return term[1]
     return None
 
 
@@ -123,10 +121,10 @@ def _rebar3(files: dict[str, str]) -> list[Finding]:
     rel = project.release
     found = [Finding(OK, "release", f"relx release {rel} (rebar3)")]
     try:
-        relx = _release_term(consult(text))
+        relx = _relx_options(consult(text))
     except ErlangSyntaxError:
         relx = None
-    options = relx[0] if relx else []
+    options = relx or []
     release = next((o for o in options if isinstance(o, tuple) and len(o) >= 3 and o[0] == "release"), None)
     apps = [a if isinstance(a, str) else a[0] for a in (release[2] if release else [])
             if isinstance(a, str) or (isinstance(a, tuple) and a)]
@@ -206,8 +204,13 @@ def _vm_args_findings(files: dict[str, str], rel: str, named: str | None, kind: 
     d = dist_rules.read_vm_args(text)
     problems = dist_rules.problems(d, rel)
     if problems:
-        found.append(Finding(ERROR, "distribution", f"{where}: " + "; ".join(problems), fix_file +
-                             " (and no -setcookie)"))
+        # As release always did: a name and no cookie are required; a
+        # distribution beyond loopback alone is the environment's to allow
+        # (distribution = cluster), so it is said, and the deploy refuses it.
+        level = ERROR if dist_rules.problems(d, rel, cluster=True) else WARNING
+        found.append(Finding(level, "distribution", f"{where}: " + "; ".join(problems), fix_file +
+                             " (and no -setcookie)" + ("" if level == ERROR else "; fine for an environment whose "
+                                                       "nodes form a cluster (distribution = cluster)")))
     else:
         found.append(Finding(OK, "node name", f"{d.node}, distribution on loopback, no cookie in {where}"))
     if kind == MIX:

@@ -75,13 +75,8 @@ def describe_app(app_dir: str | Path, dockerfile: str | None = None) -> AppSourc
             raise AppConfigError(f"no builder Dockerfile at {docker}")
         docker = BUILDERS / f"{project.kind}.Dockerfile"
     layout.check_app_name(project.release)
-    where, text = _vm_args(path, project)
-    dist = read_vm_args(text)
-    # Whether the nodes may form a cluster is the environment's to say: the
-    # deploy checks loopback; a name and no cookie in the tarball, always.
-    refuse_unsafe(dist, project.release, where, cluster=True,
-                  hint="in rel/vm.args.eex, with rel/env.sh.eex exporting RELEASE_DISTRIBUTION=none so that the "
-                       "start script adds no --sname of its own; docs/your-app.md, Elixir apps" if project.kind == MIX else "")
+    _, text = _vm_args(path, project)
+    dist = read_vm_args(text)    # a name and no cookie: checked above; loopback is the deploy's to check
     declaration = path / DECLARATION
     declared = (declaration.read_text().strip().splitlines() or ["(no reason given)"])[0][:200] \
         if declaration.is_file() else None

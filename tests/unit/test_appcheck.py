@@ -63,3 +63,14 @@ def test_what_cannot_be_built_or_run_alone_is_an_error():
     erts = check_app({"mix.exs": 'def project do\n [app: :m,\n  version: "1.0.0",\n  releases: [m: [include_erts: '
                                  'false]]]\nend\ndef application do\n [extra_applications: [:sasl]]\nend\n'})
     assert levels(erts)["standalone"] == ERROR
+
+
+def test_a_distribution_beyond_loopback_alone_is_for_the_environment_to_allow():
+    """A cluster's nodes listen beyond loopback: release builds them, the
+    deploy refuses them where the environment says loopback."""
+    files = {"rebar.config": '{relx, [{release, {a, "1"}, [a, sasl]}, {mode, prod}]}.',
+             "config/vm.args": "-name a@10.0.0.5\n"}
+    said = {f.item: f for f in check_app(files)}
+    assert said["distribution"].level == WARNING and "distribution = cluster" in said["distribution"].fix
+    files["config/vm.args"] += "-setcookie a\n"
+    assert {f.item: f for f in check_app(files)}["distribution"].level == ERROR
