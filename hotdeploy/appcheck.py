@@ -90,7 +90,7 @@ def _common(files: dict[str, str], project: Project) -> list[Finding]:
     found.append(Finding(OK, "endpoint", "the gate GETs 127.0.0.1:<app_port><health_path> from inside the node "
                                          "and expects the version (environment block: health_path, health_match "
                                          "exact|json|regex, health_body); an app without HTTP sets health_path "
-                                         "empty (the node-only gate); --boot asks it"))
+                                         "empty (the node-only gate)"))
     return found
 
 
