@@ -20,7 +20,7 @@ def main() -> None:
     p.add_argument("addresses", nargs="+")
     args = p.parse_args()
     with LoadClient(args.addresses, port=args.port, connections=args.connections,
-                    max_seconds=args.max_seconds) as load:
+                    max_seconds=args.max_seconds, interval=0) as load:   # back to back: capacity
         print("ready", flush=True)
         sys.stdin.read()            # until the harness closes it
     stats = load.stats

@@ -31,12 +31,18 @@ class LoadStats:
 
 class LoadClient:
     """CONNECTIONS keep-alive connections per address, each in its own thread,
-    sending GET PATH back to back until stop() or MAX_SECONDS / MAX_REQUESTS."""
+    sending GET PATH, a request every INTERVAL seconds (0: back to back),
+    until stop() or MAX_SECONDS / MAX_REQUESTS.
+
+    The default, 20 ms a connection, still puts a request on each host every
+    few milliseconds (any refused or reset connection is seen) without
+    taking a core from the nodes and the deployer it is meant to watch; the
+    benchmark's load, which measures capacity, goes back to back."""
 
     def __init__(self, addresses: list[str], port: int = 8080, path: str = "/", connections: int = 2,
-                 max_seconds: float = 300, max_requests: int = 2_000_000, connect=None):
+                 max_seconds: float = 300, max_requests: int = 2_000_000, connect=None, interval: float = 0.02):
         """CONNECT(address) -> an http.client.HTTPConnection (default: TCP to address:port)."""
-        self.addresses, self.port, self.path = addresses, port, path
+        self.addresses, self.port, self.path, self.interval = addresses, port, path, interval
         self._connect = connect or (lambda address: http.client.HTTPConnection(address, self.port, timeout=5))
         self.connections, self.max_seconds, self.max_requests = connections, max_seconds, max_requests
         self.stats = LoadStats()
@@ -89,6 +95,8 @@ class LoadClient:
                     self.stats.errors.append(error)
                 if self.stats.sent >= self.max_requests:
                     self._halt.set()
+            if self.interval > latency:
+                self._halt.wait(self.interval - latency)
         conn.close()
 
 
