@@ -38,7 +38,8 @@ def test_a_slower_release_and_one_that_answers_errors_stop_at_the_canary_and_are
     from tests.integration.test_deploy import _latest_artifact
     block, client, bucket = copy_store(releases, moto_url, ["v1", "v2"])
     v2 = releases.versions["v2"]
-    env = make_env(3, canary=1, wave_size="100%", probe_path="/", health_soak_seconds=2.0)
+    # 4 s windows: enough probes (10 a side) with the slow variant's 100 ms, on a busy machine too
+    env = make_env(3, canary=1, wave_size="100%", probe_path="/", health_soak_seconds=4.0)
     provision(env, block, v2)
     pids = [check.beam_pid(h) for h in env.fleet.hosts]
     canary = env.fleet.hosts[0].name
@@ -80,7 +81,7 @@ def test_a_node_that_stops_inside_the_stability_window_takes_the_whole_environme
     from flows.release import release
     block, client, bucket = copy_store(releases, moto_url, ["v1", "v2"])
     v2 = releases.versions["v2"]
-    env = make_env(2, commit_after_seconds=60)
+    env = make_env(2, commit_after_seconds=600)
     provision(env, block, v2)
     halts = release(app_dir=str(checkout(tmp_path_factory, "halts-later")), store_block=block)["version"]
     stop = threading.Event()
@@ -98,7 +99,7 @@ def test_a_node_that_stops_inside_the_stability_window_takes_the_whole_environme
     finally:
         stop.set()
     assert state.is_failed() and "restarted during the stability window" in state.message, state.message
-    assert time.monotonic() - start < 90, "the window ends when a node restarts, not at its end"
+    assert time.monotonic() - start < 300, "the window ends when a node restarts, not at its end (600 s)"
     assert [check.version(h) for h in env.fleet.hosts] == [v2, v2]
     assert [permanent(h) for h in env.fleet.hosts] == [v2, v2]
     assert client.get_object(Bucket=bucket, Key=f"{APP}/{halts}.quarantine.json")
