@@ -44,8 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = "example_app"
 
 
+_T0 = time.monotonic()
+
+
 def log(msg: str) -> None:
-    print(f"[bench] {msg}", flush=True)
+    print(f"[bench {time.monotonic() - _T0:6.0f} s] {msg}", flush=True)
 
 
 def start_services(work: Path) -> tuple[subprocess.Popen, str, object, str]:
