@@ -147,6 +147,7 @@ def ask_approval(guard: Guard, verdict: Verdict) -> tuple[bool, str]:
         answer = pause_flow_run(wait_for_input=Approval.with_initial_data(description=description, approve=False),
                                 timeout=int(guard.approval_timeout_s), poll_interval=2)
     except FlowPauseTimeout:
+        _running_again()
         event("approval.timeout", guard)
         return False, f"no approval within {guard.approval_timeout_s:g} s"
     event("approval.given" if answer.approve else "approval.refused", guard, comment=answer.comment)
@@ -154,6 +155,18 @@ def ask_approval(guard: Guard, verdict: Verdict) -> tuple[bool, str]:
         log.info("approved%s", f": {answer.comment}" if answer.comment else "")
         return True, answer.comment
     return False, "approval refused" + (f": {answer.comment}" if answer.comment else "")
+
+
+def _running_again() -> None:
+    """After a pause that timed out, put this run back to Running (forced):
+    the server refuses any state from a pause past its deadline and fails the
+    run with its own words ("never resumed"), which would hide what the run
+    says and does next (the take back, the refusal's line)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import get_run_context
+    from prefect.states import Running
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(get_run_context().flow_run.id, Running(), force=True)
 
 
 def _run_url() -> str:
