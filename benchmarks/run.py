@@ -209,7 +209,7 @@ def fresh_fleet(name: str, n: int, first: int, moto_url: str, store: str, v1: st
     return fleet
 
 
-def bench_pipeline(moto_url: str, work: Path, store: str) -> dict:
+def bench_pipeline(moto_url: str, work: Path, store: str, elixir: bool = True) -> dict:
     """ship v2 over hosts on v1, ours vs the seed-style script, each from a
     store holding only v1 and a fresh 3-host fleet on v1."""
     from flows.release import release
@@ -239,6 +239,10 @@ def bench_pipeline(moto_url: str, work: Path, store: str) -> dict:
                 "build with relup": b["build"], "verify": b["verify"], "publish": b["publish"],
                 "per-host upgrade (max)": b["upgrade"],
                 "ingress, discovery, revoke, overhead": b["authorize"] + b["revoke"], "total": base_total}
+    result = {"hosts": 3, "pair": "v1 -> v2 (same sources)", "ours": {k: round(v, 3) for k, v in ours.items()},
+              "baseline": {k: round(v, 3) for k, v in baseline.items()}}
+    if not elixir:
+        return result
     # The same ship of the Elixir example (its own store, fresh fleet on its
     # v1, its builder image warmed by that v1): what a mix project costs.
     log("pipeline: the same for the Elixir example (examples/elixir_app)")
@@ -246,9 +250,7 @@ def bench_pipeline(moto_url: str, work: Path, store: str) -> dict:
     create_store(moto_url, bucket=ex_store, name=ex_store)
     ex_v1 = release(app_dir=str(checkout("v1", work, "elixir_app")), store_block=ex_store)
     _, ours_elixir = ship_timed("bpipx", 206, moto_url, work, ex_store, ex_v1["version"], "elixir_app")
-    return {"hosts": 3, "pair": "v1 -> v2 (same sources)", "ours": {k: round(v, 3) for k, v in ours.items()},
-            "baseline": {k: round(v, 3) for k, v in baseline.items()},
-            "ours_elixir": {k: round(v, 3) for k, v in ours_elixir.items()}}
+    return {**result, "ours_elixir": {k: round(v, 3) for k, v in ours_elixir.items()}}
 
 
 def ship_timed(name: str, first: int, moto_url: str, work: Path, store: str, v1: str,
@@ -633,6 +635,9 @@ def main() -> int:
     p.add_argument("--sizes", default="1,4,16,32")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out"))
     p.add_argument("--skip-pipeline", action="store_true")
+    p.add_argument("--quick", action="store_true",
+                   help="every part once, at its least (no Elixir ship, one run of each deployment run): what "
+                        "the test suite runs to keep the benchmark working, not figures to publish")
     p.add_argument("--only", choices=["deployment-run"],
                    help="run one part alone (its results in results.json; the figures of the other parts stay "
                         "as they were)")
@@ -658,13 +663,14 @@ def main() -> int:
             print(_deployment_run_lines(old["deployment_run"]))
             return 0
         create_store(moto_url, bucket="bench-pipeline", name="bench-pipeline")
-        results["pipeline"] = None if args.skip_pipeline else bench_pipeline(moto_url, work, "bench-pipeline")
+        results["pipeline"] = None if args.skip_pipeline else bench_pipeline(moto_url, work, "bench-pipeline",
+                                                                            elixir=not args.quick)
         create_store(moto_url, bucket="bench-scaling", name="bench-scaling")
         results["scaling"] = bench_scaling(moto_url, work, "bench-scaling", sizes, server.pid)
         create_store(moto_url, bucket="bench-restart", name="bench-restart")
         results["restart"] = bench_restart(moto_url, work, "bench-restart", min(max(sizes), 16))
         create_store(moto_url, bucket="bench-runs", name="bench-runs")
-        results["deployment_run"] = bench_deployment_run(moto_url, work, "bench-runs")
+        results["deployment_run"] = bench_deployment_run(moto_url, work, "bench-runs", repeats=1 if args.quick else 3)
         results["targets"] = against_targets(results["scaling"])
         results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                                            text=True).stdout.strip() or None
