@@ -17,14 +17,18 @@ def needs_erlang():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def one_session_at_a_time():
-    """Every test node is example_app@127.0.0.1 on this machine's loopback
-    (the name its release's vm.args gives): two sessions at once would meet
-    each other's nodes. A second one waits for the first."""
-    import fcntl
-    with open("/tmp/hotdeploy-node-tests.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def epmd_of_our_own():
+    """Every test node is example_app@127.0.0.1 (the name its release's
+    vm.args gives). Names are scoped by the epmd that registers them, so
+    each test process (a session, or an xdist worker) gets an epmd on a
+    port of its own: processes side by side never meet each other's nodes,
+    and the tests run in parallel (scripts/test.sh tests/node)."""
+    import os
+    import subprocess
+    port = str(free_port())
+    os.environ["ERL_EPMD_PORT"] = port      # read by erl, epmd and erl_call alike
+    yield port
+    subprocess.run(["epmd", "-kill"], capture_output=True, env={**os.environ, "ERL_EPMD_PORT": port}, check=False)
 
 
 class Releases:

@@ -9,6 +9,7 @@ Builds are cached by their inputs under HOTDEPLOY_NODE_CACHE (default
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -87,8 +88,15 @@ def build(source: str, vsn: str, predecessors: list[Built] = (), extra: dict[str
     predecessors = list(predecessors)
     key = _inputs_digest(source, vsn, predecessors, extra)
     cached = CACHE / key / f"{APP}-{vsn}.tar.gz"
-    if cached.is_file():
-        return Built(source, vsn, cached, key)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with open(cached.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)    # test processes side by side build each release once
+        if not cached.is_file():
+            _build_into(cached, source, vsn, predecessors, extra)
+    return Built(source, vsn, cached, key)
+
+
+def _build_into(cached: Path, source: str, vsn: str, predecessors: list[Built], extra: dict[str, str]) -> None:
     with tempfile.TemporaryDirectory(prefix="hotdeploy-node-build-") as tmp:
         ws, home = Path(tmp) / "app", Path(tmp) / "home"
         home.mkdir()
@@ -110,22 +118,25 @@ def build(source: str, vsn: str, predecessors: list[Built] = (), extra: dict[str
             ebin.mkdir(parents=True, exist_ok=True)
             (ebin / f"{appup.app}.appup").write_text(appup.render())
         _sh(build_release(PROJECT, vsn, prev, str(HELPERS)), ws, home)
-        cached.parent.mkdir(parents=True, exist_ok=True)
         cached.with_name("supervisors.json").write_text(json.dumps(declared_children(report.apps.get("new", []))))
         cached.with_name("appups.txt").write_text("".join(a.render() for a in plan.appups))
         part = cached.with_suffix(".part")
         shutil.copyfile(rel_dir / f"{APP}-{vsn}.tar.gz", part)
         part.rename(cached)
-    return Built(source, vsn, cached, key)
 
 
 def upgrade_package(target: Built, base: Built) -> Path:
     """What `release` publishes beside TARGET's tarball for hosts on BASE
     (hotdeploy/package.py): releases/NEW, bin/<rel>-NEW, changed lib/ dirs."""
     out = target.tarball.with_name(f"{APP}-{target.vsn}.from-{base.vsn}.upgrade.tar.gz")
-    if out.is_file():
-        return out
+    with open(out.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_file():
+            _package_into(out, target, base)
+    return out
 
+
+def _package_into(out: Path, target: Built, base: Built) -> None:
     def rel_of(tar: tarfile.TarFile, vsn: str):
         return read_rel(APP, tar.extractfile(f"releases/{vsn}/{APP}.rel").read().decode())
     with tarfile.open(base.tarball) as prev:
@@ -139,4 +150,3 @@ def upgrade_package(target: Built, base: Built) -> Path:
             for name in plan.members:
                 package.addfile(members[name], full.extractfile(members[name]) if members[name].isfile() else None)
     part.rename(out)
-    return out
