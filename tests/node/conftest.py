@@ -25,10 +25,18 @@ def epmd_of_our_own():
     and the tests run in parallel (scripts/test.sh tests/node)."""
     import os
     import subprocess
+    import time
     port = str(free_port())
     os.environ["ERL_EPMD_PORT"] = port      # read by erl, epmd and erl_call alike
     yield port
-    subprocess.run(["epmd", "-kill"], capture_output=True, env={**os.environ, "ERL_EPMD_PORT": port}, check=False)
+    # epmd refuses -kill while a name is registered: a node killed a moment
+    # ago may still be, until epmd sees its connection close.
+    for _ in range(50):
+        done = subprocess.run(["epmd", "-kill"], capture_output=True, text=True,
+                              env={**os.environ, "ERL_EPMD_PORT": port}, check=False)
+        if "Killed" in done.stdout or "Cannot connect" in done.stdout + done.stderr:
+            break
+        time.sleep(0.1)
 
 
 class Releases:
