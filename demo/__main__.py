@@ -4,7 +4,7 @@ run: start a Prefect server (sqlite), moto's server (S3 + EC2) and three
 local fleets of namespace hosts (staging 2, rehearsal 1, production 2);
 make the blocks; release v1 of the example app and provision rehearsal and
 production; apply the deployments and start a process worker. Then, each by
-`prefect deployment run ... --watch` as a person or CI would, while a load
+`python -m deployments.run ...` as a person or CI would, while a load
 client hammers staging and production: provision staging; ship v2 to
 staging; production refuses v2 (never rehearsed); the rehearsal passes;
 production accepts v2, rolls back, and takes v2 again; then staging gets a
@@ -134,10 +134,10 @@ def _with_environment(fleets: dict, hosts: list[dict]) -> list[dict]:
 
 def _deployment_run(env: dict, name: str, expect: str | None = None, flow_run_name: str | None = None,
                     **params: str) -> dict:
-    """`prefect deployment run NAME --watch`, as a person or CI would, then the
-    run's one line (python -m deployments.report --latest NAME). EXPECT: the
-    run is meant to fail, with this in its line (a refusal)."""
-    args = [PY, "-m", "prefect", "deployment", "run", name, "--watch", "--watch-interval", "2"]
+    """`python -m deployments.run NAME`, as a person or CI would: the run,
+    its logs, then its one line. EXPECT: the run is meant to fail, with this
+    in its line (a refusal)."""
+    args = [PY, "-m", "deployments.run", name, "--quiet"]
     for key, value in params.items():
         args += ["--param", f"{key}={value}"]
     if flow_run_name:
@@ -145,10 +145,10 @@ def _deployment_run(env: dict, name: str, expect: str | None = None, flow_run_na
     t0 = time.monotonic()
     cp = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = round(time.monotonic() - t0, 1)
-    shown = subprocess.run([PY, "-m", "deployments.report", "--latest", name], env=env, cwd=ROOT,
-                           capture_output=True, text=True).stdout
-    line = shown.splitlines()[0] if shown else "(no report)"
-    as_expected = cp.returncode == 0 if expect is None else (cp.returncode != 0 and expect in line)
+    started = re.search(r": run (\S+) \([0-9a-f-]{36}\) started", cp.stdout)
+    line = next((ln for ln in reversed(cp.stdout.splitlines()) if started and ln.startswith(started.group(1) + ": ")),
+                "(no report)")
+    as_expected = cp.returncode == 0 if expect is None else (cp.returncode == 1 and expect in line)
     say(f"  {name}: {seconds} s: {line}")
     return {"deployment": name, "exit_code": cp.returncode, "seconds": seconds, "line": line,
             "as_expected": as_expected, "output": "" if as_expected else (cp.stdout[-3000:] + cp.stderr[-3000:])}
@@ -300,7 +300,7 @@ def run(keep: bool, moto_url: str | None) -> int:
         print_report(report)
         say("every deployment's last run, from the Prefect API (python -m deployments.report --all):")
         print(last_runs_table(deployments) + "\n")
-        say("what CI prints after --watch: python -m deployments.report --latest ship/staging")
+        say("a run's report, read again later: python -m deployments.report --latest ship/staging")
         print(subprocess.run([PY, "-m", "deployments.report", "--latest", "ship/staging"], env=env, cwd=ROOT,
                              capture_output=True, text=True).stdout)
         for step in steps:
@@ -376,7 +376,7 @@ def print_report(r: dict) -> None:
     q = r["requests"]
     print(f"requests to staging and production from the ship to the last production deploy: {q['sent']} sent, "
           f"{q['failed']} failed, p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms, max {q['max_ms']} ms")
-    print("deployment runs (prefect deployment run ... --watch):")
+    print("deployment runs (python -m deployments.run ...):")
     for step in r["steps"]:
         mark = ("  << NOT AS EXPECTED" if not step["as_expected"] else
                 "  (refused, as it should be)" if step["exit_code"] else "")

@@ -5,7 +5,7 @@ Python rather than prefect.yaml: the source path, the app checkout, the
 environments and the schedules differ per installation, and here they are
 arguments checked before anything is written.
 
-  ship/staging             CI: `prefect deployment run 'ship/staging' --param git_ref=<sha> --watch`
+  ship/staging             CI: `python -m deployments.run ship/staging --param git_ref=<sha>`
   hot-deploy/production    a person, in the UI; requires a passed rehearsal
   rollback/production      a person, in the UI
   status/production, status/staging

@@ -3,6 +3,7 @@ shipped, or why not) and the summary artifacts it made.
 
   prefect deployment run 'ship/staging' --param git_ref=$SHA --watch; rc=$?
   python -m deployments.report --latest ship/staging; exit $rc
+  (python -m deployments.run ship/staging -p git_ref=$SHA does both, for the run it started)
 
   python -m deployments.report --all     every deployment's last run (exit 1 unless all Completed)
 
@@ -55,6 +56,11 @@ async def last_runs(tag: str = "hotdeploy") -> list[dict]:
 def last_runs_table(rows: list[dict]) -> str:
     width = max([len(r["deployment"]) for r in rows] + [10])
     return "\n".join(f"{r['deployment']:<{width}}  {r['state']:<11} {r['message']}".rstrip() for r in rows)
+
+
+async def run_report(run_id: UUID) -> tuple[str, bool]:
+    """A run's one line and summaries, and whether it Completed."""
+    return await _report(run_id, None)
 
 
 async def _report(run_id: UUID | None, latest: str | None) -> tuple[str, bool]:

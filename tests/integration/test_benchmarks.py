@@ -35,6 +35,7 @@ def test_benchmark_runs_and_reports_each_figure_beside_its_baseline(docker_engin
     assert restart["ours_results"] == ["restarted"] and restart["ours_down_max_s"] > 0
     runs = results["deployment_run"]
     assert runs["status_watch_s"] > 0 and runs["refusal_watch_s"] > 0 and runs["status_in_process_s"] > 0
+    assert runs["status_run_s"] > 0 and runs["refusal_run_s"] > 0
     assert runs["target_s"] == 5.0 and len(runs["status_watch_all_s"]) == runs["repeats"]
     md = (out / "results.md").read_text()
     assert "| step | ours (s) | baseline script (s) |" in md and "### Against the targets" in md
