@@ -161,6 +161,7 @@ def release(
                 size=tarball.stat().st_size, built_at=datetime.now(timezone.utc),
                 otp_release=report.otp_release, git_commit=git_commit,
                 appup=sorted({i for a in plan.appups for i in a.up}), builder_image=image.tag,
+                appups={a.app: a.render() for a in plan.appups},
                 upgrade_package=package and {"from": package.upgrade_from, "sha256": package.sha256,
                                              "size": package.size, "libs": package.libs},
                 left_out=left_out, supervisors=declared_children(report.apps.get("new", [])), edges=edges)

@@ -13,7 +13,7 @@ def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, s
                    size: int, built_at: datetime, otp_release: str | None, git_commit: str | None,
                    appup: list[str], builder_image: str, upgrade_package: dict | None = None,
                    left_out: dict[str, str] | None = None, supervisors: list[dict] | None = None,
-                   edges: dict | None = None) -> dict:
+                   edges: dict | None = None, appups: dict[str, str] | None = None) -> dict:
     edges = edges or {}
     # only hot edges go through the relup, up and down; the others restart
     hot = [v for v in facts.up_from if v not in edges or edges[v].strategy == "hot"]
@@ -37,6 +37,9 @@ def build_manifest(*, release: str, facts: ReleaseFacts, previous: str | None, s
         "applications": facts.apps,
         "git_commit": git_commit,
         "appup": appup,
+        # {app: the .appup file the build generated, up and down}: what release_handler runs,
+        # reviewable in the store (an app whose project ships its own appup is not listed)
+        "appups": appups or {},
         "relup_up_instructions": facts.up_instructions,
         "builder_image": builder_image,
         # {"from", "sha256", "size", "libs"}: the package for hosts on `from`; None: full tarball only

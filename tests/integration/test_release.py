@@ -64,6 +64,10 @@ def test_v3_relup_goes_up_from_v2_and_down_to_it_with_generated_instructions(cha
     # unchanged modules get no instruction
     assert not any("example_app_sup" in i or "example_app_app" in i for i in instrs)
     assert len(instrs) == 3
+    # the whole appup, up and down, reviewable in the store as release_handler will run it
+    [(appup_vsn, up_from, down_to)] = consult(manifest["appups"]["example_app"])
+    assert appup_vsn == v3 and [u[0] for u in up_from] == [v2] and [d[0] for d in down_to] == [v2]
+    assert ("update", "example_app_counter", ("advanced", []), "soft_purge", "soft_purge", []) in down_to[0][1]
 
 
 def test_builder_image_is_reused(chain):
