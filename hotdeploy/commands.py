@@ -177,6 +177,48 @@ def on_fresh_vm(root: str) -> str:
             f"-eval {q(reader)}")
 
 
+# Where `deployments.check --boot` puts its inputs in the boot container, and
+# the lines that mark each answer in its output.
+BOOT_INPUTS = "/hotdeploy-boot"
+BOOT_MARK = "== hotdeploy boot check: "
+
+
+def boot_check(root: str, rel: str, tries: int) -> str:
+    """A first install in a container, as provision_one makes it on a host:
+    the tarball unpacked at ROOT, the runtime config, a cookie made there,
+    the first_boot op in a VM of its own, the daemon, then the gate op in the
+    node (asked again while erl_call cannot reach it yet, up to TRIES times,
+    0.2 s apart). Each answer follows a BOOT_MARK line."""
+    inputs = BOOT_INPUTS
+    return "\n".join([
+        f"{mkdir(root + '/log')} && {unpack_first_release(root, inputs + '/release.tar.gz')}",
+        f"cp {inputs}/runtime.config {q(root)}/runtime.config",
+        f"{ensure_cookie()} && {cookie_for_start_script(root)}",
+        f"echo '{BOOT_MARK}first_boot'",
+        f"( {on_fresh_vm(root)} ) < {inputs}/first_boot || true",
+        f"echo '{BOOT_MARK}start'",
+        f"{start_daemon(root, rel, 60)} || {{ echo 'the daemon did not start:'; tail -n 30 {q(root)}/log/daemon.log; "
+        f"for f in {q(root)}/log/erlang.log.* {q(root)}/erl_crash.dump; do test -f \"$f\" && tail -n 30 \"$f\"; "
+        "done; exit 0; }",
+        f"echo '{BOOT_MARK}gate'",
+        f"for i in $(seq {int(tries)}); do out=$( ( {on_node(root, 120)} ) < {inputs}/gate 2>&1 ) || true; "
+        "case $out in *'{ok,'*) break;; esac; sleep 0.2; done; echo \"$out\"",
+    ])
+
+
+def boot_sections(output: str) -> dict[str, str]:
+    """boot_check's output by step: {step: what it printed}."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in output.splitlines():
+        if line.startswith(BOOT_MARK):
+            current = line[len(BOOT_MARK):].strip()
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    return {step: "\n".join(lines).strip() for step, lines in sections.items()}
+
+
 def ensure_cookie() -> str:
     """A per-host Erlang cookie, made on the host (never in git or the
     tarball): the node and bin/<rel> both read ~/.erlang.cookie."""

@@ -160,21 +160,39 @@ def _fetch_output(container, workspace: Path, path: str, what: str) -> int:
     return size
 
 
-def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path, command: str,
-                  what: str, outputs: tuple[str, ...] = (), timeout_s: float = CONTAINER_TIMEOUT_S) -> str:
-    """One container run: a copy of WORKSPACE at /build and the Erlang helpers
-    at /hotdeploy, no network; then the OUTPUTS (paths under the workspace)
-    are copied back. Nothing is shared with the engine's filesystem. Returns
-    the log; raises ContainerFailed with the log tail on a non-zero exit, or
-    when the run outlasts TIMEOUT_S (the container is killed)."""
+def _send_files(container, files: dict[str, bytes]) -> int:
+    """FILES (absolute path in the container -> bytes), over the engine's API."""
+    with tempfile.TemporaryFile() as archive:
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for path, data in files.items():
+                member = tarfile.TarInfo(path.lstrip("/"))
+                member.size, member.mode = len(data), 0o644
+                tar.addfile(member, io.BytesIO(data))
+        size = archive.tell()
+        archive.seek(0)
+        container.put_archive("/", archive)
+    return size
+
+
+def run_container(docker_host: DockerHost, image: BuilderImage, workspace: Path | None, command: str,
+                  what: str, outputs: tuple[str, ...] = (), timeout_s: float = CONTAINER_TIMEOUT_S,
+                  files: dict[str, bytes] | None = None) -> str:
+    """One container run: a copy of WORKSPACE at /build (when given), FILES
+    (path -> bytes) and the Erlang helpers at /hotdeploy, no network; then
+    the OUTPUTS (paths under the workspace) are copied back. Nothing is
+    shared with the engine's filesystem. Returns the log; raises
+    ContainerFailed with the log tail on a non-zero exit, or when the run
+    outlasts TIMEOUT_S (the container is killed)."""
     log = get_run_logger()
     client = docker_host.get_client()
     container = client.containers.create(image.tag, ["sh", "-ec", command], network_mode="none",
-                                         environment={"HOME": "/tmp"}, working_dir="/build")
+                                         environment={"HOME": "/tmp"}, working_dir="/build" if workspace else "/")
     try:
         t0 = time.monotonic()
-        sent = _send_workspace(container, workspace)
-        log.info("%s: workspace sent to the engine (%.1f MB, %.2f s)", what, sent / 1e6, time.monotonic() - t0)
+        sent = (_send_workspace(container, workspace) if workspace else 0) + \
+            (_send_files(container, files) if files else 0)
+        log.info("%s: %s sent to the engine (%.1f MB, %.2f s)", what, "workspace" if workspace else "files",
+                 sent / 1e6, time.monotonic() - t0)
         container.start()
         killed = threading.Event()
         watchdog = threading.Timer(timeout_s, lambda: (killed.set(), container.kill()))
@@ -274,3 +292,20 @@ def pack_release(rel_dir: Path, release: str, version: str) -> Path:
         for top in tops:
             tar.add(rel_dir / top, arcname=top)
     return tarball
+
+
+BOOT_ROOT = "/srv/app"
+
+
+def boot_in_container(docker_host: DockerHost, image: BuilderImage, tarball: Path, release: str,
+                      runtime_config: str, first_boot: str, gate: str, tries: int) -> dict[str, str]:
+    """The release's first install and gate, in a container of the builder
+    image as on a host (hotdeploy/commands.boot_check): what each step
+    printed, by step (first_boot, start, gate)."""
+    from hotdeploy import commands as remote
+    inputs = remote.BOOT_INPUTS
+    files = {f"{inputs}/release.tar.gz": tarball.read_bytes(), f"{inputs}/runtime.config": runtime_config.encode(),
+             f"{inputs}/first_boot": first_boot.encode(), f"{inputs}/gate": gate.encode()}
+    output = run_container(docker_host, image, None, remote.boot_check(BOOT_ROOT, release, tries), "boot",
+                           files=files)
+    return remote.boot_sections(output)

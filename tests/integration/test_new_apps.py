@@ -25,7 +25,7 @@ def _v2(app, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind, app_name", [("relx", "relapp"), ("mix", "mixapp")])
-def test_a_generated_app_with_the_advice_followed_ships_hot(kind, app_name, make_store, make_env, tmp_path):
+def test_a_generated_app_with_the_advice_followed_ships_hot(kind, app_name, make_store, make_env, tmp_path, capsys):
     from deployments.check import main as check_main
     from flows.deploy import hot_deploy
     from flows.provision import provision_host
@@ -34,6 +34,10 @@ def test_a_generated_app_with_the_advice_followed_ships_hot(kind, app_name, make
     assert check_main([str(app)]) == 1
     (follow_relx_advice if kind == "relx" else follow_mix_advice)(app)
     assert check_main([str(app)]) == 0
+    # --boot: built, installed in a container as on a host, and gated (node only: no endpoint)
+    capsys.readouterr()
+    assert check_main([str(app), "--boot", "--health-path", ""]) == 0, capsys.readouterr().out
+    assert "✓ gate: node only" in capsys.readouterr().out
 
     block, client, bucket = make_store()
     v1 = release(app_dir=str(app), store_block=block)["version"]
@@ -50,3 +54,16 @@ def test_a_generated_app_with_the_advice_followed_ships_hot(kind, app_name, make
     for host in env.fleet.hosts:
         releases = (host.dir / "srv" / app_name / "releases" / "RELEASES").read_text()
         assert f'"{v2}"' in releases and "permanent" in releases
+
+
+def test_check_boot_says_what_the_endpoint_answers_when_the_gate_would_refuse_it(capsys):
+    """The example app boots, but the gate asked for another body: refused
+    before any release, in the gate's own words, with what to change."""
+    from deployments.check import main as check_main
+    from tests.conftest import ROOT
+    assert check_main([str(ROOT / "examples" / "example_app"), "--boot", "--health-body", "v{version}",
+                       "--health-timeout", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "✓ boot: first boot and daemon start as on a host" in out, out
+    assert "✗ gate: GET /api/public/version -> 200, body 'v{version}' on port 8080: health gate" in out, out
+    assert "answered 200" in out and "health_body" in out, out

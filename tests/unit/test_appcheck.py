@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 
 from deployments.check import app_files, main
-from hotdeploy.appcheck import ERROR, WARNING, check_app
+from hotdeploy.appcheck import ERROR, OK, WARNING, check_app
 from tests.new_apps import NEW, ROOT, follow_mix_advice, follow_relx_advice
 
 
@@ -74,3 +74,29 @@ def test_a_distribution_beyond_loopback_alone_is_for_the_environment_to_allow():
     assert said["distribution"].level == WARNING and "distribution = cluster" in said["distribution"].fix
     files["config/vm.args"] += "-setcookie a\n"
     assert {f.item: f for f in check_app(files)}["distribution"].level == ERROR
+
+
+def _boot_steps(first='{ok, "{"result":"done"}"}', start="", gate='{ok, "{"result":"done"}"}'):
+    return {"first_boot": first, "start": start, "gate": gate}
+
+
+def test_boot_findings_pass_when_each_step_answers_done():
+    from deployments.check import boot_findings
+    from hotdeploy.agent import Health
+    found = boot_findings(_boot_steps(), Health(8080, "/health", 200, "ok", "exact"))
+    assert [(f.level, f.item) for f in found] == [(OK, "boot"), (OK, "gate")]
+    assert "GET /health -> 200, body 'ok' on port 8080: passed" in found[1].text
+
+
+def test_boot_findings_name_the_first_failing_step_in_its_words():
+    from deployments.check import boot_findings
+    from hotdeploy.agent import Health
+    health = Health(8080, None, 200, "", "exact")
+    failed = '{ok, "{"result":"failed","detail":"no error events: the tree is down"}"}'
+    booted, f = boot_findings(_boot_steps(gate=failed), health)
+    assert booted.level == OK and f.level == ERROR and f.item == "gate" and "node only" in f.text and "the tree is down" in f.text
+    assert "health_path" in f.fix
+    [f] = boot_findings(_boot_steps(start="the daemon did not start:\ncrash"), health)
+    assert f.level == ERROR and f.item == "start" and "crash" in f.text
+    [f] = boot_findings(_boot_steps(first="{badarg, x}"), health)
+    assert f.level == ERROR and f.item == "first boot"

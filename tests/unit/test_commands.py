@@ -80,3 +80,21 @@ def test_the_service_environment_is_the_same_for_systemd_and_for_sh_and_never_qu
     with pytest.raises(cmd.BadServiceEnvironment) as bad:
         cmd.parse_service_environment("A=1\nnot a line s3cr3t\n")
     assert "line 2" in str(bad.value) and "s3cr3t" not in str(bad.value)
+
+
+def test_boot_check_installs_as_provisioning_does_then_asks_the_gate_until_the_node_answers():
+    script = cmd.boot_check("/srv/app", "my_app", 25)
+    lines = script.splitlines()
+    assert lines[0] == "mkdir -p /srv/app/log && tar -xzf /hotdeploy-boot/release.tar.gz -C /srv/app"
+    assert cmd.ensure_cookie() in script and cmd.cookie_for_start_script("/srv/app") in script
+    # the steps in a host's order, each after its mark
+    marks = [line.removeprefix("echo '" + cmd.BOOT_MARK).rstrip("'") for line in lines if cmd.BOOT_MARK in line]
+    assert marks == ["first_boot", "start", "gate"]
+    assert cmd.on_fresh_vm("/srv/app") in script and cmd.start_daemon("/srv/app", "my_app", 60) in script
+    assert "for i in $(seq 25)" in script and cmd.on_node("/srv/app", 120) in script
+
+
+def test_boot_sections_split_the_output_by_step():
+    out = "noise\n" + "\n".join([cmd.BOOT_MARK + "first_boot", '{ok, "{}"}', cmd.BOOT_MARK + "start",
+                                 cmd.BOOT_MARK + "gate", "a", "b"])
+    assert cmd.boot_sections(out) == {"first_boot": '{ok, "{}"}', "start": "", "gate": "a\nb"}
