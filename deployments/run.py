@@ -62,6 +62,17 @@ def log_line(log) -> str:
     return f"{log.timestamp:%H:%M:%S} {logging.getLevelName(log.level):<7} {log.message}"
 
 
+def ui_url() -> str | None:
+    from prefect.settings import PREFECT_UI_URL
+    return PREFECT_UI_URL.value()
+
+
+def waiting_line(run_id: UUID, ui: str | None) -> str:
+    """What a paused run (an approval) waits for, and where to give it."""
+    where = f"{ui.rstrip('/')}/runs/flow-run/{run_id}" if ui else f"the Prefect UI, flow run {run_id}"
+    return f"paused: the run waits for an approval (approve or take back): {where}"
+
+
 async def start(name: str, pairs: list[str], flow_run_name: str | None):
     async with get_client() as client:
         deployment = await client.read_deployment_by_name(name)
@@ -80,6 +91,9 @@ async def follow(run_id: UUID, show_logs: bool = True) -> None:
             async for item in stream:
                 if show_logs and isinstance(item, Log):
                     print(log_line(item), flush=True)
+                elif not isinstance(item, Log) and item.event in ("prefect.flow-run.Paused",
+                                                                  "prefect.flow-run.Suspended"):
+                    print(waiting_line(run_id, ui_url()), flush=True)
 
         async def ended() -> None:
             async with get_client() as client:

@@ -24,3 +24,14 @@ def test_a_text_parameter_stays_text_even_when_it_reads_as_a_number():
                              "max_parallel": {"type": "integer"}}}
     assert parse_params(["git_ref=12345e7", "version=1.0", "max_parallel=4"], schema) == {
         "git_ref": "12345e7", "version": "1.0", "max_parallel": 4}
+
+
+def test_a_paused_run_says_where_to_approve_it():
+    from uuid import UUID
+
+    from deployments.run import waiting_line
+    run = UUID("6f1f6c7e-0000-4000-8000-000000000001")
+    assert waiting_line(run, "http://prefect:4200/") == (
+        "paused: the run waits for an approval (approve or take back): "
+        "http://prefect:4200/runs/flow-run/6f1f6c7e-0000-4000-8000-000000000001")
+    assert "flow run 6f1f6c7e" in waiting_line(run, None)
