@@ -39,4 +39,4 @@ def test_benchmark_runs_and_reports_each_figure_beside_its_baseline(docker_engin
     assert runs["target_s"] == 5.0 and len(runs["status_watch_all_s"]) == runs["repeats"]
     md = (out / "results.md").read_text()
     assert "| step | ours (s) | baseline script (s) |" in md and "### Against the targets" in md
-    assert "--watch wall (s), median" in md
+    assert "| run | command | wall (s), median |" in md and "`python -m deployments.run NAME`" in md
