@@ -86,7 +86,7 @@ class Fleet:
         from localfleet.fleet import Fleet as NsFleet
         self.ns = NsFleet(name, size, first=first)
         self.app = app
-        self.env_fields = {"canary": 0, "wave_size": "100%", **env_fields}   # all at once, as xargs -P
+        self.env_fields = {"canary": 0, "wave_size": "100%", "max_parallel": 32, **env_fields}   # as xargs -P
         try:
             self._start(name, moto_url)
         except BaseException:
@@ -112,7 +112,7 @@ class Fleet:
         create_environment(moto_url, {"environment": name, "security_group_id": self.group,
                                       "deployer_key": str(self.ns.deployer_key),
                                       "known_hosts": self.ns.known_hosts()}, name, app=self.app,
-                           runtime_config=f'[{{{self.app}, [{{greeting, "Hello"}}]}}].\n', max_parallel=32,
+                           runtime_config=f'[{{{self.app}, [{{greeting, "Hello"}}]}}].\n',
                            health_soak_seconds=1.0, **self.env_fields)
 
     @property
@@ -358,6 +358,89 @@ def bench_scaling(moto_url: str, work: Path, store: str, sizes: list[int], serve
         for k in ("ours_s", "sequential_ssh_s", "xargs_parallel_s"):
             r[k.replace("_s", "_vs_1host")] = round(r[k] / base[k], 2) if base[k] else None
     return results
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of PID and every live descendant (the Prefect server and
+    its workers), from /proc: utime+stime+cutime+cstime each."""
+    tick, stats = os.sysconf("SC_CLK_TCK"), {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    tree, total = {pid}, 0
+    for _ in range(8):     # a few levels deep is all a server has
+        tree |= {p for p, (ppid, _) in stats.items() if ppid in tree}
+    total = sum(stats[p][1] for p in tree if p in stats)
+    return total / tick
+
+
+def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int], server_pid: int) -> list[dict]:
+    """Large fleets without the load client (which cannot load 128 hosts on 2
+    cores): for each size, ours (all at once: canary 0, one wave, max_parallel
+    the size) and the `xargs -P` loop, each on a fresh fleet on v1, v1 -> v2.
+    Per row: both wall times, our fixed cost (flow start to first host task,
+    last host task to flow end, as the server recorded them), and per host:
+    deployer CPU, Prefect server CPU, the hosts' CPU."""
+    from flows.release import release
+    from hotdeploy import layout
+    from localfleet.services import rss_kb
+    from prefect_aws import S3Bucket
+    from tasks.store import download
+    v1 = release(app_dir=str(checkout("v1", work)), store_block=store)["version"]
+    v2 = release(app_dir=str(checkout("v2", work)), store_block=store)["version"]
+    tarball = download(S3Bucket.load(store), layout.tarball_key(APP, v2), work / "noload-v2.tar.gz")
+    rows = []
+    for n in sizes:
+        row: dict = {"hosts": n}
+        log(f"no load: {n} host(s), ours")
+        fleet = fresh_fleet(f"bn{n}o", n, 10, moto_url, store, v1, max_parallel=n)
+        try:
+            host0, server0 = host_cpu_s(fleet), tree_cpu_s(server_pid)
+            deployed = deploy_in_own_process(fleet, v2, store)
+            row.update({"ours_s": deployed["seconds"], "fixed_cost_s": deployed["fixed_cost_s"],
+                        "deployer_cpu_s_per_host": round(deployed["cpu_s"] / n, 4),
+                        "server_cpu_s_per_host": round((tree_cpu_s(server_pid) - server0) / n, 4),
+                        "host_cpu_s_per_host": round((host_cpu_s(fleet) - host0) / n, 3),
+                        "deployer_peak_rss_mb": round(deployed["peak_rss_kb"] / 1024, 1),
+                        "prefect_server_rss_mb": round(rss_kb(server_pid, "VmRSS") / 1024, 1),
+                        "results": sorted({r["result"] for r in deployed["rows"]})})
+        finally:
+            fleet.stop()
+        log(f"no load: {n} host(s), xargs -P {n}")
+        fleet = fresh_fleet(f"bn{n}x", n, 10, moto_url, store, v1)
+        try:
+            host0 = host_cpu_s(fleet)
+            row["xargs_parallel_s"] = round(shell_upgrade(fleet, v2, tarball, parallel=n), 3)
+            row["xargs_parallel_host_cpu_s_per_host"] = round((host_cpu_s(fleet) - host0) / n, 3)
+        finally:
+            fleet.stop()
+        row["ours_vs_xargs"] = round(row["ours_s"] / row["xargs_parallel_s"], 3)
+        log(f"no load: {n} host(s): ours {row['ours_s']} s (fixed {row['fixed_cost_s']} s), "
+            f"xargs -P {row['xargs_parallel_s']} s")
+        rows.append(row)
+    by_size = {r["hosts"]: r for r in rows}
+    for r in rows:
+        r["ours_vs_1host"] = round(r["ours_s"] / by_size[1]["ours_s"], 2) if 1 in by_size else None
+        r["ours_vs_16hosts"] = round(r["ours_s"] / by_size[16]["ours_s"], 2) if 16 in by_size else None
+    return rows
+
+
+def _no_load_lines(rows: list[dict]) -> str:
+    lines = ["### Fleet scaling without load (`--no-load`)", "",
+             "| hosts | ours (s) | xargs -P (s) | ours / xargs | vs 1 host | vs 16 hosts | fixed cost (s) "
+             "| deployer CPU/host (s) | server CPU/host (s) | host CPU/host: ours, xargs (s) | deployer peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['hosts']} | {r['ours_s']:.2f} | {r['xargs_parallel_s']:.2f} | {r['ours_vs_xargs']} "
+                     f"| {r['ours_vs_1host']} | {r['ours_vs_16hosts']} | {r['fixed_cost_s']} "
+                     f"| {r['deployer_cpu_s_per_host']} | {r['server_cpu_s_per_host']} "
+                     f"| {r['host_cpu_s_per_host']}, {r['xargs_parallel_host_cpu_s_per_host']} "
+                     f"| {r['deployer_peak_rss_mb']} |")
+    return "\n".join(lines)
 
 
 def bench_restart(moto_url: str, work: Path, store: str, n: int) -> dict:
@@ -649,6 +732,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true",
                    help="every part once, at its least (no Elixir ship, one run of each deployment run): what "
                         "the test suite runs to keep the benchmark working, not figures to publish")
+    p.add_argument("--no-load", action="store_true",
+                   help="fleet scaling alone, without the load client (it cannot load 128 hosts on 2 cores), "
+                        "ours beside xargs -P at each of --sizes; in results.json as scaling_no_load")
     p.add_argument("--only", choices=["deployment-run"],
                    help="run one part alone (its results in results.json; the figures of the other parts stay "
                         "as they were)")
@@ -664,6 +750,16 @@ def main() -> int:
                    "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
                               f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
                               f"{platform.platform()}"}
+        if args.no_load:
+            create_store(moto_url, bucket="bench-noload", name="bench-noload")
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+            old["scaling_no_load"] = bench_scaling_no_load(moto_url, work, "bench-noload", sizes, server.pid)
+            old["scaling_no_load_when"] = results["when"]
+            (out / "results.json").write_text(json.dumps(old, indent=1))
+            print(_no_load_lines(old["scaling_no_load"]))
+            return 0
         if args.only == "deployment-run":
             create_store(moto_url, bucket="bench-runs", name="bench-runs")
             out = Path(args.out)

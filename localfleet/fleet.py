@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,8 +224,11 @@ class GroupEnforcer(threading.Thread):
         [group] = self.ec2.describe_security_groups(GroupIds=[self.group_id])["SecurityGroups"]
         script = firewall.ruleset(group.get("IpPermissions", []), self.guarded_ports)
         if script != self.applied:
-            for host in list(self.hosts):
-                apply_firewall(host, script)
+            # Several hosts at a time: one by one, a change took more than the
+            # deployer's 30 s of connect attempts to reach the last of 128 busy hosts.
+            hosts = list(self.hosts)
+            with ThreadPoolExecutor(max_workers=min(16, max(1, len(hosts)))) as pool:
+                list(pool.map(lambda host: apply_firewall(host, script), hosts))
             self.applied = script
 
     def run(self) -> None:
