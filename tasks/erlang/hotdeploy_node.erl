@@ -83,7 +83,8 @@
                     boot_wait_ms => non_neg_integer(), expected_children => children(),
                     fault => atom(), close => close(), drain_mfa => {atom(), atom(), list()},
                     drain_path => string(), drain_ms => non_neg_integer(),
-                    probe_path => string(), window_ms => non_neg_integer(), commit => boolean()}.
+                    probe_path => string(), window_ms => non_neg_integer(), commit => boolean(),
+                    presumed => boolean()}.
 %% How a gate closes the record an earlier call began: the result written
 %% when it passes (done) and when it fails (failed; none: leave it open).
 -type close() :: #{slot := non_neg_integer(), from := vsn(), to := vsn(), done := atom(), failed := atom()}.
@@ -392,6 +393,10 @@ upgrade(P) ->
 %% failure, what the deployer staged for this call is removed.
 begin_attempt(P, Expected, Prev, Vsn) ->
     try
+        case maps:get(presumed, P, false) of
+            true -> presumed(Expected, Vsn);
+            false -> ok
+        end,
         case running() of
             Expected -> ok;
             Now -> fail(preflight, "the node runs ~s, not ~s as it did at preflight (another deploy?): nothing "
@@ -400,6 +405,20 @@ begin_attempt(P, Expected, Prev, Vsn) ->
         Staged = step(config_check, P, fun() -> check_config(P) end),
         {Staged, step(record, P, fun() -> record_begin(P, Prev, Vsn) end)}
     catch throw:Early -> drop_staged(P, Vsn), throw(Early)
+    end.
+
+%% A call the deployer made without asking the node first (one exchange
+%% per host), on what the environment record says: the node runs EXPECTED,
+%% permanent, and VSN is not unpacked. Anything else fails the `presumed`
+%% step, nothing done: the deployer asks the node and decides as usual.
+presumed(Expected, Vsn) ->
+    Now = {running(), permanent(), lists:keymember(Vsn, 1, releases())},
+    case Now of
+        {Expected, Expected, false} -> ok;
+        {Running, Permanent, Unpacked} ->
+            fail(presumed, "the node is not as recorded (runs ~s, permanent ~s~s; recorded: ~s): nothing done",
+                 [Running, opt_text(Permanent), case Unpacked of true -> ", " ++ Vsn ++ " unpacked"; false -> "" end,
+                  Expected])
     end.
 
 %% The staged config and, unless VSN is unpacked already, the staged package.
@@ -1290,7 +1309,13 @@ record_begin(P, Prev, Vsn) ->
     case maps:get(record, P, none) of
         none -> none;
         Prefix ->
-            Begin = iolist_to_binary([Prefix, " from=", Prev, " to=", Vsn, " result=begin\n"]),
+            %% The top supervisor: should the answer be lost, another pid
+            %% now says release_handler restarted the applications.
+            Sup = case catch app_sup(P) of
+                      S when is_pid(S) -> [" sup=", pid_to_list(S)];
+                      _ -> []
+                  end,
+            Begin = iolist_to_binary([Prefix, " from=", Prev, " to=", Vsn, " result=begin", Sup, "\n"]),
             Pending = slot_line(iolist_to_binary([Prefix, " from=", Prev, " to=", Vsn,
                                                   " result=pending (the attempt did not finish)"])),
             Offset = case file:read_file_info(log_file()) of

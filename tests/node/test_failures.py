@@ -45,6 +45,26 @@ def test_a_node_that_changed_since_preflight_is_left_alone(node, releases):
     assert node.log_lines() == [] and node.version() == releases.v1.vsn
 
 
+def test_a_call_made_on_the_record_refuses_a_node_not_as_recorded_and_removes_what_was_staged(node, releases):
+    """One exchange per host: the deployer sent the package and the config
+    and called without asking first. A node that runs something else, or
+    has the target unpacked, says so (step `presumed`) and nothing is done."""
+    v1, v2 = releases.v1, releases.v2
+    answer = node.upgrade(v2, "0.9.9", package=v2.tarball, config=config(node), presumed=True)
+    assert answer["result"] == "failed" and answer["step"] == "presumed", answer
+    assert answer["detail"] == "the node is not as recorded (runs 1.0.1, permanent 1.0.1; recorded: 0.9.9): nothing done"
+    assert not (node.root / "runtime.config.new").exists() and not (node.root / "releases" / v2.vsn).exists()
+    assert not list((node.root / "releases").glob("*.tar.gz")), "the staged package is removed"
+    assert node.log_lines() == [] and node.version() == v1.vsn
+    up = node.upgrade(v2, v1.vsn, package=v2.tarball, config=config(node))
+    down = node.upgrade(v1, v2.vsn, config_back=True)
+    assert up["result"] == down["result"] == "done", (up, down)
+    again = node.upgrade(v2, v1.vsn, config=config(node), presumed=True)     # v2 stays unpacked, as `old`
+    assert again["result"] == "failed" and again["step"] == "presumed", again
+    assert again["detail"].endswith(f", {v2.vsn} unpacked; recorded: {v1.vsn}): nothing done")
+    assert node.version() == v1.vsn and len(node.log_lines()) == 4
+
+
 def test_a_corrupt_package_is_removed_with_everything_it_unpacked(node, releases, tmp_path):
     corrupt = tmp_path / "corrupt.tar.gz"
     corrupt.write_bytes(releases.v2.tarball.read_bytes()[:200_000])   # a cut transfer, with its own checksum

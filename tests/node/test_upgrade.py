@@ -32,6 +32,18 @@ def test_upgrade_then_downgrade_keeps_the_pid_converts_state_and_moves_what_boot
     assert node.start_script_vsn() == v1.vsn
     lines = node.log_lines()
     assert [line.split(" result=")[1].split()[0] for line in lines] == ["begin", "done", "begin", "done"], lines
+    assert " result=begin sup=<0." in lines[0], "the top supervisor at the start: a lost answer can tell a reset"
+
+
+def test_a_call_made_on_the_record_upgrades_a_node_as_recorded(node, releases):
+    """One exchange per host: package and config sent, the node not asked
+    first; it runs and has permanent what the record says."""
+    v1, v2 = releases.v1, releases.v2
+    pid = node.beam_pid()
+    up = node.upgrade(v2, v1.vsn, package=v2.tarball, config=f"[{{{APP}, [{{port, {node.port}}}]}}].\n",
+                      presumed=True)
+    assert up["result"] == "done" and up["from"] == v1.vsn and up["pid_before"] == pid, up
+    assert up["running"] == up["permanent"] == up["boots"] == v2.vsn and node.version() == v2.vsn
 
 
 def test_the_node_program_compiles_without_a_warning():
