@@ -12,6 +12,7 @@ from prefect import flow
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from hotdeploy import params, quarantine
 from hotdeploy.edges import RESTART, read_edges
+from hotdeploy.fleetstate import recorded_hosts
 from hotdeploy.hostplan import refuse_restarts
 from hotdeploy.quarantine import quarantine_gate
 from hotdeploy.rehearsal import rehearsal_gate
@@ -64,16 +65,16 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
                      if n)
     manifest = read_manifest(store, app, vsn)
     restart_edges = {v: e.reasons for v, e in read_edges(manifest).items() if e.strategy == RESTART}
+    record = read_environment_record(store, app, environment)
     if strategy == "hot":
-        refuse_restarts(read_environment_record(store, app, environment), vsn, manifest.get("up_from", []),
-                        restart_edges)
+        refuse_restarts(record, vsn, manifest.get("up_from", []), restart_edges)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:
         tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
         refuse_unsafe_distribution(tarball, app, vsn, env.distribution == "cluster", environment)
         plan = UpgradePlan(Published(app, vsn, manifest["sha256"], tarball, footprint(tarball)),
                            manifest.get("up_from", []),
                            fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp)),
-                           manifest.get("supervisors", []), strategy, restart_edges)
+                           manifest.get("supervisors", []), strategy, restart_edges, recorded_hosts(record))
         with environment_lock(environment, env.lock_timeout_seconds):
             try:
                 outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,

@@ -235,6 +235,11 @@ def enable_unit(unit_path: str, unit: str) -> str:
             f"systemctl daemon-reload && systemctl enable --now {q(unit)}")
 
 
+def log_lines_of(root: str, prefix: str) -> str:
+    """The lines of hotdeploy.log an attempt wrote (PREFIX: its time and run)."""
+    return f"grep -F -- {q(prefix)} {q(root)}/hotdeploy.log || true"
+
+
 def append_log(root: str, line: str) -> str:
     return f"printf '%s\\n' {q(line)} >> {q(root)}/hotdeploy.log"
 

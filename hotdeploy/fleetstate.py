@@ -45,6 +45,11 @@ def record_of(app: str, environment: str, flow: str, flow_run: str, at: str, see
             "hosts": [hosts[k] for k in sorted(hosts)]}
 
 
+def recorded_hosts(record: dict) -> dict[str, dict]:
+    """Host name -> its entry in an environment record."""
+    return {h["host"]: h for h in record.get("hosts", []) if isinstance(h, dict) and isinstance(h.get("host"), str)}
+
+
 def _valid(vsn) -> str | None:
     try:
         return str(Version.parse(vsn))

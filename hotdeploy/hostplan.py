@@ -183,6 +183,23 @@ def decide_upgrade(host: HostReleases, target: str, up_from: list[str], down_to:
     return Decision(Action.INSTALL, f"upgrade {running} -> {target}", running, needs_transfer=not present)
 
 
+def presumed_base(recorded: dict | None, target: str, package_from: str | None, up_from: list[str],
+                  strategy: str, restart_edges: dict[str, tuple[str, ...]]) -> str | None:
+    """The version a host is taken to run, without asking it first (one
+    exchange: package, config and the node program's call together), when
+    the environment record (RECORDED, the host's entry) says it runs and has
+    permanent the upgrade package's base, read by the last run, and that
+    version goes to TARGET hot. None: ask the node first. The node checks the
+    presumption itself before anything (its `presumed` step)."""
+    if not isinstance(recorded, dict) or recorded.get("note") or strategy == "restart":
+        return None
+    running = recorded.get("running")
+    if (not isinstance(running, str) or running != recorded.get("permanent") or running != package_from
+            or running == target or _hot_reasons(running, up_from, restart_edges)):
+        return None
+    return running
+
+
 def _hot_reasons(running: str | None, up_from: list[str], restart_edges: dict[str, tuple[str, ...]]) -> list[str]:
     """Why RUNNING cannot take the release hot (empty: it can)."""
     if running in restart_edges:

@@ -5,12 +5,16 @@ not made into a sub-task (each task run costs the server).
 Upgrade of one host, over one SSH connection:
   inspect (the node says what it runs) -> decide (pure) -> [SFTP the package]
   -> SFTP the runtime config -> one remote program, evaluated inside the node
-  (tasks/erlang/on_node.erl): checksum, config check, unpack, install without
-  permanence, gate, permanent; or, on a failed install or gate, back to the
-  previous release, gated too.
+  (tasks/erlang/hotdeploy_node.erl): checksum, config check, unpack, install
+  without permanence, gate, permanent; or, on a failed install or gate, back
+  to the previous release, gated too.
+A host the environment record shows on the upgrade package's base takes one
+exchange: package and config in one SFTP session, then the program, which
+checks the record's word itself (else the steps above, from inspect).
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +28,7 @@ from hotdeploy import agent
 from hotdeploy import commands as cmd
 from hotdeploy.agent import Atom, Bin, NodeUnreachable, ProgramFailed, Tuple
 from hotdeploy.hostplan import (PER_HOST, Action, Decision, Footprint, HostReleases, NodeDown, decide_upgrade,
-                                disk_shortfall, from_inspect, rollback_target, use_upgrade_package)
+                                disk_shortfall, from_inspect, presumed_base, rollback_target, use_upgrade_package)
 from hotdeploy.project import Project
 
 from .nodeprogram import node_program
@@ -53,6 +57,7 @@ class UpgradePlan:
     declared: list[dict] = field(default_factory=list)   # the manifest's `supervisors`
     strategy: str = "auto"                                # auto | hot | restart
     restart_edges: dict[str, tuple[str, ...]] = field(default_factory=dict)   # from -> why it needs a restart
+    recorded: dict[str, dict] = field(default_factory=dict)   # host -> its entry in the environment record
 
     @property
     def app(self) -> str:
@@ -195,10 +200,12 @@ def _record_prefix(run_id: str) -> str:
     return f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} run={run_id}"
 
 
-def _push_package(conn: Connection, env: DeployEnvironment, release: Published, path: Path) -> None:
+def _push_package(conn: Connection, env: DeployEnvironment, release: Published, path: Path,
+                  texts: list[tuple[str, str, int]] = ()) -> None:
+    """The package (and TEXTS, in the same SFTP session) to the host."""
     part = cmd.upload_path(env.release_root, release.app, release.version)
     try:
-        conn.put_file(str(path), part)
+        conn.upload(files=[(str(path), part)], texts=texts)
     except RemoteError as e:
         try:  # never leave a partial upload behind (a cut link: the next upload replaces it)
             conn.run(cmd.remove(part), timeout=15)
@@ -227,7 +234,7 @@ def _after_lost_answer(conn: Connection, env: DeployEnvironment, app: str, befor
             if time.monotonic() > deadline:
                 raise RemoteError(f"{error}; the node does not answer since: needs attention") from None
         time.sleep(0.3)
-    if facts.get("app_sup") != before.get("app_sup"):
+    if before.get("app_sup") and facts.get("app_sup") != before.get("app_sup"):
         detail = (f"the install failed and release_handler restarted the node's applications in {state.running} "
                   f"(same OS process, in-memory state lost); the endpoint answers: {facts.get('answer')}")
         record = f"{_record_prefix(run_id)} to={target} result=reset running={state.running}"
@@ -450,6 +457,98 @@ def _restart(conn: Connection, env: DeployEnvironment, app: str, host: Host, sta
     raise HostFailed(outcome)
 
 
+def _children(declared: list[dict] | None) -> dict:
+    """The expected_children parameter: the supervisors' child ids a release declares."""
+    return ({"expected_children": [{"sup": Atom(s["sup"]), "ids": [Bin(i) for i in s["ids"]]} for s in declared]}
+            if declared else {})
+
+
+def _sup_at_begin(conn: Connection, env: DeployEnvironment, prefix: str) -> str | None:
+    """The top supervisor's pid the node program wrote in its begin line."""
+    try:
+        lines = conn.run(cmd.log_lines_of(env.release_root, prefix), timeout=15).stdout
+    except RemoteError:
+        return None
+    found = re.findall(r" result=begin sup=(<[0-9.]+>)", lines)
+    return found[-1] if found else None
+
+
+def _one_exchange(conn: Connection, env: DeployEnvironment, plan: UpgradePlan, host: Host, base: str,
+                  outcome: HostOutcome, run_id: str, commit: bool, children: dict) -> HostOutcome | None:
+    """The upgrade of a host the environment record shows on the upgrade
+    package's BASE, without asking it first: package and config in one SFTP
+    session, then the node program, which checks the record's word before
+    anything. None: the node is not as recorded (nothing done, what was
+    staged removed); ask it and decide as usual."""
+    log = get_run_logger()
+    release, package, root = plan.release, plan.package, env.release_root
+    staged = f"{root}/runtime.config.new"
+    _timed(outcome, "transfer", _push_package, conn, env, release, package.path,
+           [(env.runtime_config.get_secret_value(), staged, 0o600)])
+    outcome.sent_bytes = package.path.stat().st_size
+    prefix = _record_prefix(run_id)
+    params = {"package": cmd.package_name(release.app, release.version), "config": staged,
+              **_params(env, plan.app, "upgrade", vsn=release.version, previous=base, mode=Atom("install"),
+                        record=prefix, commit=commit, presumed=True, **_gate_params(env)), **children}
+    outcome.from_version, outcome.running, outcome.permanent = base, None, None
+    try:
+        answer = _timed(outcome, "on node", ask_node, conn, env, params, _program_timeout(env),
+                        cmd.stage_package(root, release.app, release.version, package.sha256))
+    except (RemoteError, NodeDown) as e:
+        sup = _sup_at_begin(conn, env, prefix)
+        if sup is None:   # the program never began: nothing done; ask the node as usual
+            return _not_as_recorded(outcome, host, str(e))
+        answer = _after_lost_answer(conn, env, plan.app, {"app_sup": sup}, e, run_id, release.version)
+    if answer["result"] == "failed" and answer.get("step") == "presumed":
+        return _not_as_recorded(outcome, host, answer.get("detail", ""))
+    if answer["result"] == "node_restarting":
+        answer = _after_lost_answer(conn, env, plan.app, {"app_sup": _sup_at_begin(conn, env, prefix)},
+                                    RemoteError(answer.get("detail", "")), run_id, release.version)
+    outcome.pid_before = answer.get("pid_before")
+    log.info("%s: sent the upgrade package (%d bytes) and the config with the call", host, outcome.sent_bytes)
+    return _settle(outcome, answer, f"upgrade {base} -> {release.version} (in one exchange: the host as recorded)",
+                   False, host)
+
+
+def _not_as_recorded(outcome: HostOutcome, host: Host, why: str) -> None:
+    """The one exchange did nothing: its time is kept apart, the usual path follows."""
+    get_run_logger().info("%s: %s; asking it first", host, why)
+    outcome.sent_bytes = 0
+    outcome.seconds["presumed"] = round(outcome.seconds.pop("transfer", 0) + outcome.seconds.pop("on node", 0), 3)
+    return None
+
+
+def _settle(outcome: HostOutcome, answer: dict, reason: str, going_down: bool, host: Host) -> HostOutcome:
+    """The host's outcome from the node program's answer to an upgrade call.
+    Raises HostFailed unless it ended on the target (or installed it)."""
+    log = get_run_logger()
+    outcome.node_seconds = dict(sorted(answer.get("steps", {}).items()))
+    log.info("%s: on the node: %s", host,
+             ", ".join(f"{k} {v:.3f}s" for k, v in sorted(answer.get("steps", {}).items())) or "nothing")
+    outcome.pid_after = answer.get("pid_after", outcome.pid_before)
+    outcome.running = answer.get("running")
+    outcome.permanent = answer.get("permanent")
+    outcome.config = answer.get("config")
+    outcome.signals = answer.get("signals")
+    if answer.get("config_overridden"):
+        log.warning("%s: config/runtime.exs sets %s, which the environment's runtime_config sets too: "
+                    "runtime.exs wins (set each key in one place)", host, ", ".join(answer["config_overridden"]))
+    if answer["result"] == "installed":
+        outcome.result, outcome.detail = "installed", reason + "; not permanent yet"
+        return outcome
+    if answer["result"] == "done":
+        outcome.result = "downgraded" if going_down else "upgraded"
+        outcome.detail = reason + answer.get("detail", "")
+        return outcome
+    outcome.result = _RESULTS.get(answer["result"], "failed")
+    outcome.step = answer.get("step")
+    outcome.detail = (f"{answer.get('step')}: " if answer.get("step") and outcome.result == "failed" else "") + \
+        f"{answer.get('detail', '')}"
+    if outcome.result == "rolled back":
+        log.warning("%s: %s", host, outcome.detail)
+    raise HostFailed(outcome)
+
+
 @task(task_run_name="upgrade-{host.name}", cache_policy=NO_CACHE)
 def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | DowngradePlan, run_id: str,
                  commit: bool = True) -> HostOutcome:
@@ -463,6 +562,14 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
     outcome = HostOutcome(host.name, host.address, to_version=_planned(plan))
     conn = _connect(env, host, outcome)
     try:
+        if not going_down:
+            base = presumed_base(plan.recorded.get(host.name), plan.release.version,
+                                 plan.package.upgrade_from if plan.package else None, plan.up_from, plan.strategy,
+                                 plan.restart_edges)
+            if base:
+                done = _one_exchange(conn, env, plan, host, base, outcome, run_id, commit, _children(plan.declared))
+                if done is not None:
+                    return done
         state, facts, target, decision = _decide(conn, env, plan, host, outcome)
         if decision.action is Action.SKIP:
             outcome.result, outcome.detail = "already running", decision.reason
@@ -471,9 +578,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
         if decision.action is Action.REFUSE:
             outcome.result, outcome.detail = "refused", decision.reason
             raise HostFailed(outcome)
-        declared = plan.declared.get(target) if going_down else plan.declared
-        children = ({"expected_children": [{"sup": Atom(s["sup"]), "ids": [Bin(i) for i in s["ids"]]}
-                                           for s in declared]} if declared else {})
+        children = _children(plan.declared.get(target) if going_down else plan.declared)
         stage, params = "", {}
         if decision.needs_transfer and not going_down:
             stage, params = _transfer(conn, env, plan, state, outcome, log)
@@ -498,31 +603,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
         if answer["result"] == "node_restarting":
             answer = _after_lost_answer(conn, env, plan.app, facts, RemoteError(answer.get("detail", "")),
                                         run_id, target)
-        outcome.node_seconds = dict(sorted(answer.get("steps", {}).items()))
-        log.info("%s: on the node: %s", host,
-                 ", ".join(f"{k} {v:.3f}s" for k, v in sorted(answer.get("steps", {}).items())) or "nothing")
-        outcome.pid_after = answer.get("pid_after", outcome.pid_before)
-        outcome.running = answer.get("running")
-        outcome.permanent = answer.get("permanent")
-        outcome.config = answer.get("config")
-        outcome.signals = answer.get("signals")
-        if answer.get("config_overridden"):
-            log.warning("%s: config/runtime.exs sets %s, which the environment's runtime_config sets too: "
-                        "runtime.exs wins (set each key in one place)", host, ", ".join(answer["config_overridden"]))
-        if answer["result"] == "installed":
-            outcome.result, outcome.detail = "installed", decision.reason + "; not permanent yet"
-            return outcome
-        if answer["result"] == "done":
-            outcome.result = "downgraded" if going_down else "upgraded"
-            outcome.detail = decision.reason + answer.get("detail", "")
-            return outcome
-        outcome.result = _RESULTS.get(answer["result"], "failed")
-        outcome.step = answer.get("step")
-        outcome.detail = (f"{answer.get('step')}: " if answer.get("step") and outcome.result == "failed" else "") + \
-            f"{answer.get('detail', '')}"
-        if outcome.result == "rolled back":
-            log.warning("%s: %s", host, outcome.detail)
-        raise HostFailed(outcome)
+        return _settle(outcome, answer, decision.reason, going_down, host)
     except HostFailed:
         raise
     except (RemoteError, NodeDown) as e:

@@ -220,30 +220,36 @@ class Connection:
 
     def put_file(self, local_path: str, remote_path: str) -> None:
         """Upload, closing the connection if it makes no progress (_watchdog)."""
+        self.upload(files=[(local_path, remote_path)])
+
+    def put_text(self, text: str, remote_path: str, mode: int = 0o600) -> None:
+        """Write TEXT (it may be secret: it never appears in a command line or
+        error), within command_timeout_seconds (a cut link would hang it)."""
+        self.upload(texts=[(text, remote_path, mode)])
+
+    def upload(self, files: list[tuple[str, str]] = (), texts: list[tuple[str, str, int]] = ()) -> None:
+        """FILES (local, remote) and TEXTS (text, remote, mode) in one SFTP
+        session (each session is a process on the host), closing the
+        connection if it makes no progress (_watchdog). A text may be secret:
+        an error names only its path."""
         with self._watchdog() as (progress, stalled):
+            remote_path = ""
             try:
                 with self._sftp() as sftp:
-                    sftp.put(local_path, remote_path, callback=progress)
+                    for local_path, remote_path in files:
+                        sftp.put(local_path, remote_path, callback=progress)
+                    for text, remote_path, mode in texts:
+                        with sftp.open(remote_path, "w") as f:
+                            f.chmod(mode)
+                            f.write(text)
+                        progress()
             except (socket.timeout, paramiko.SSHException, OSError, EOFError) as e:
                 if stalled.is_set():
                     raise RemoteError(f"{self.host}: upload to {remote_path} made no progress for "
                                       f"{self.env.command_timeout_seconds:g} s (link cut?); connection closed"
                                       ) from None
-                raise RemoteError(f"{self.host}: upload to {remote_path} failed: {e or type(e).__name__}") from None
-
-    def put_text(self, text: str, remote_path: str, mode: int = 0o600) -> None:
-        """Write TEXT (it may be secret: it never appears in a command line or
-        error), within command_timeout_seconds (a cut link would hang it)."""
-        with self._watchdog() as (_, stalled):
-            try:
-                with self._sftp() as sftp:
-                    with sftp.open(remote_path, "w") as f:
-                        f.chmod(mode)
-                        f.write(text)
-            except (socket.timeout, paramiko.SSHException, OSError, EOFError) as e:
-                why = (f"no answer for {self.env.command_timeout_seconds:g} s (link cut?); connection closed"
-                       if stalled.is_set() else type(e).__name__)
-                raise RemoteError(f"{self.host}: writing {remote_path} failed: {why}") from None
+                why = (str(e) if remote_path not in {t[1] for t in texts} else "") or type(e).__name__
+                raise RemoteError(f"{self.host}: upload to {remote_path} failed: {why}") from None
 
     def close(self) -> None:
         self.client.close()

@@ -80,8 +80,12 @@ def test_every_failure_after_the_node_changed_takes_the_host_back_and_space_is_c
     free_exactly(host, 98_304)
     with pytest.raises(FleetFailed) as failure:
         hot_deploy(app=APP, environment=env.name, version=v3, store_block=block)
-    assert "disk full: need" in str(failure.value) and "nothing transferred" in str(failure.value)
-    assert v3 not in host.run(f"ls -a {ROOT}/releases").stdout, "nothing of v3 was unpacked"
+    # The record shows the host on v2: one exchange, so the node counts (the
+    # package is sent with the call and removed with anything it unpacked).
+    assert f"disk full in {ROOT}: unpacking {v3} needs" in str(failure.value), str(failure.value)
+    assert "in 4096-byte blocks" in str(failure.value) and "nothing installed" in str(failure.value)
+    assert v3 not in host.run(f"ls -a {ROOT}/releases").stdout, "nothing of v3 was unpacked or left staged"
+    assert "runtime.config.new" not in host.run(f"ls -a {ROOT}").stdout
     assert node_facts(host) == (v2, v2, v2)
 
     # With room again, the disk fills while the new release soaks, before it

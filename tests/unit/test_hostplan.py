@@ -1,7 +1,7 @@
 """What to do with a host in each release state (pure)."""
 import pytest
 
-from hotdeploy.hostplan import (SPACE_MARGIN, Action, Footprint, HostReleases, NodeDown, decide_upgrade,
+from hotdeploy.hostplan import (presumed_base, SPACE_MARGIN, Action, Footprint, HostReleases, NodeDown, decide_upgrade,
                                disk_shortfall, from_inspect)
 
 INSPECT = {"releases": [{"vsn": "1.1.0", "status": "current"}, {"vsn": "1.0.0", "status": "permanent"}],
@@ -150,3 +150,18 @@ def test_a_rollback_never_goes_up_to_what_the_host_was_rolled_back_from():
     host = HostReleases({"1.0.0": "permanent", "1.2.0": "old"}, running="1.0.0")
     target, why = rollback_target(host, "1.2.0", ["0.9.0"], "auto")
     assert target is None and "no earlier release to go back to" in why
+
+
+def test_one_exchange_only_for_a_host_recorded_on_the_package_base_that_goes_up_hot():
+    entry = {"host": "h1", "running": "1.0.1", "permanent": "1.0.1", "at": "t"}
+    args = ("1.0.2", "1.0.1", ["1.0.1"], "auto", {})
+    assert presumed_base(entry, *args) == "1.0.1"
+    assert presumed_base(entry, "1.0.2", "1.0.1", ["1.0.1"], "hot", {}) == "1.0.1"
+    assert presumed_base(None, *args) is None, "a host the record does not know: asked first"
+    assert presumed_base({**entry, "note": "not read by hot-deploy at t"}, *args) is None, "versions not read: asked"
+    assert presumed_base({**entry, "permanent": "1.0.0"}, *args) is None, "installed, not permanent: asked"
+    assert presumed_base({**entry, "running": "1.0.0", "permanent": "1.0.0"}, *args) is None, "not on the base"
+    assert presumed_base(entry, "1.0.1", "1.0.1", ["1.0.1"], "auto", {}) is None, "already there"
+    assert presumed_base(entry, "1.0.2", None, ["1.0.1"], "auto", {}) is None, "no upgrade package"
+    assert presumed_base(entry, "1.0.2", "1.0.1", ["1.0.1"], "restart", {}) is None
+    assert presumed_base(entry, "1.0.2", "1.0.1", ["1.0.1"], "auto", {"1.0.1": ("a NIF changed",)}) is None
