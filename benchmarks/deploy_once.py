@@ -17,7 +17,9 @@ from flows.deploy import hot_deploy
 HOST_TASKS = ("upgrade-", "observe-", "commit-")
 
 
-async def fixed_cost_s(flow_run_id) -> float | None:
+async def time_outside_hosts(flow_run_id) -> dict:
+    """The flow's time outside its host tasks: flow start to the first host
+    task's start (head) and the last host task's end to the flow's end (tail)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     async with get_client() as client:
@@ -29,10 +31,10 @@ async def fixed_cost_s(flow_run_id) -> float | None:
             tasks += page
     hosts = [t for t in tasks if t.name.startswith(HOST_TASKS) and t.start_time and t.end_time]
     if not hosts or not run.start_time or not run.end_time:
-        return None
-    first = min(t.start_time for t in hosts)
-    last = max(t.end_time for t in hosts)
-    return round((first - run.start_time).total_seconds() + (run.end_time - last).total_seconds(), 3)
+        return {"fixed_cost_s": None}
+    head = (min(t.start_time for t in hosts) - run.start_time).total_seconds()
+    tail = (run.end_time - max(t.end_time for t in hosts)).total_seconds()
+    return {"fixed_cost_s": round(head + tail, 3), "head_s": round(head, 3), "tail_s": round(tail, 3)}
 
 
 def cpu_s() -> float:
@@ -51,4 +53,4 @@ rows = state.result()
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"seconds": round(seconds, 3), "rows": rows, "peak_rss_kb": hwm,
                   "cpu_s": round(cpu, 3),
-                  "fixed_cost_s": asyncio.run(fixed_cost_s(state.state_details.flow_run_id))}))
+                  **asyncio.run(time_outside_hosts(state.state_details.flow_run_id))}))

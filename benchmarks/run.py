@@ -402,6 +402,7 @@ def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int
             host0, server0 = host_cpu_s(fleet), tree_cpu_s(server_pid)
             deployed = deploy_in_own_process(fleet, v2, store)
             row.update({"ours_s": deployed["seconds"], "fixed_cost_s": deployed["fixed_cost_s"],
+                        "fixed_head_s": deployed.get("head_s"), "fixed_tail_s": deployed.get("tail_s"),
                         "deployer_cpu_s_per_host": round(deployed["cpu_s"] / n, 4),
                         "server_cpu_s_per_host": round((tree_cpu_s(server_pid) - server0) / n, 4),
                         "host_cpu_s_per_host": round((host_cpu_s(fleet) - host0) / n, 3),
@@ -419,7 +420,8 @@ def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int
         finally:
             fleet.stop()
         row["ours_vs_xargs"] = round(row["ours_s"] / row["xargs_parallel_s"], 3)
-        log(f"no load: {n} host(s): ours {row['ours_s']} s (fixed {row['fixed_cost_s']} s), "
+        log(f"no load: {n} host(s): ours {row['ours_s']} s (fixed {row['fixed_cost_s']} s: "
+            f"{row['fixed_head_s']} before the first host, {row['fixed_tail_s']} after the last), "
             f"xargs -P {row['xargs_parallel_s']} s")
         rows.append(row)
     by_size = {r["hosts"]: r for r in rows}
@@ -431,12 +433,13 @@ def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int
 
 def _no_load_lines(rows: list[dict]) -> str:
     lines = ["### Fleet scaling without load (`--no-load`)", "",
-             "| hosts | ours (s) | xargs -P (s) | ours / xargs | vs 1 host | vs 16 hosts | fixed cost (s) "
+             "| hosts | ours (s) | xargs -P (s) | ours / xargs | vs 1 host | vs 16 hosts | fixed cost (s): head + tail "
              "| deployer CPU/host (s) | server CPU/host (s) | host CPU/host: ours, xargs (s) | deployer peak RSS (MB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['hosts']} | {r['ours_s']:.2f} | {r['xargs_parallel_s']:.2f} | {r['ours_vs_xargs']} "
                      f"| {r['ours_vs_1host']} | {r['ours_vs_16hosts']} | {r['fixed_cost_s']} "
+                     f"({r.get('fixed_head_s')} + {r.get('fixed_tail_s')}) "
                      f"| {r['deployer_cpu_s_per_host']} | {r['server_cpu_s_per_host']} "
                      f"| {r['host_cpu_s_per_host']}, {r['xargs_parallel_host_cpu_s_per_host']} "
                      f"| {r['deployer_peak_rss_mb']} |")
