@@ -95,3 +95,35 @@ def restart(host, root: str, app: str, crash: bool = False) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def events(name: str, resource_id: str, seconds: float = 30) -> list[dict]:
+    """The events NAME about RESOURCE_ID the Prefect server stored in the
+    last hour, as its API gives them; read again for up to SECONDS (a run's
+    events reach the server a moment after its state)."""
+    import time
+    from datetime import datetime, timedelta, timezone
+
+    from prefect.client.orchestration import get_client
+    body = {"filter": {"occurred": {"since": (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()},
+                       "event": {"name": [name]}, "resource": {"id": [resource_id]}}, "limit": 50}
+    deadline = time.monotonic() + seconds
+    while True:
+        with get_client(sync_client=True) as client:
+            found = client.request("POST", "/events/filter", json=body).json()["events"]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def documented_automation(doc: str, marker: str) -> dict:
+    """The JSON of the `prefect automation create --from-json` example in DOC
+    (a path under the repository) whose text contains MARKER."""
+    import json
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / doc).read_text()
+    for example in re.findall(r"prefect automation create --from-json '(.*?)'", text, re.S):
+        if marker in example:
+            return json.loads(example)
+    raise AssertionError(f"no automation example with {marker} in {doc}")

@@ -9,6 +9,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -64,6 +65,15 @@ def test_a_slower_release_and_one_that_answers_errors_stop_at_the_canary_and_are
         said = check.run_logs(again.state_details.flow_run_id, until=lambda line: line.startswith("refused: "))
         assert not [line for line in said if "authorized tcp/22" in line or "hosts:" in line], \
             "refused before any host was looked for or any rule opened"
+    # each verdict is a Prefect event, and the automation the docs show fires on it as the server stores it
+    from prefect.server.events.schemas.automations import AutomationCore
+    from prefect.server.events.schemas.events import ReceivedEvent
+    said = check.events("hotdeploy.canary.fail", f"hotdeploy.environment.{env.name}")
+    assert len(said) == 2 and {e["payload"]["app"] for e in said} == {APP}, said
+    automation = check.documented_automation("docs/flows.md", "hotdeploy.canary.fail")
+    automation["actions"][0]["block_document_id"] = str(uuid.uuid4())
+    trigger = AutomationCore.model_validate(automation).trigger
+    assert all(trigger.covers(ReceivedEvent.model_validate(e)) for e in said)
 
     good = release(app_dir=str(checkout(tmp_path_factory, "v3")), store_block=block)["version"]
     rows = hot_deploy(app=APP, environment=env.name, version=good, store_block=block)
