@@ -19,8 +19,8 @@ from hotdeploy.rehearsal import rehearsal_gate
 from tasks.hosts import Published, UpgradePlan, plan_host, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
-from tasks.store import (fetch_release, fetch_upgrade_package, footprint, put_quarantine, read_environment_record,
-                         read_manifest, read_quarantine, read_rehearsal, resolve_version)
+from tasks.store import (TarballSource, fetch_upgrade_package, put_quarantine, read_environment_record, read_manifest,
+                         read_quarantine, read_rehearsal, resolve_version)
 from tasks.workspace import refuse_unsafe_distribution
 
 from .fleet import (FleetFailed, Recording, Rollout, check_deploy, current_run_id, quarantine_reason,
@@ -69,12 +69,14 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     if strategy == "hot":
         refuse_restarts(record, vsn, manifest.get("up_from", []), restart_edges)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:
-        tarball = fetch_release(store, app, vsn, manifest["sha256"], Path(tmp))
-        refuse_unsafe_distribution(tarball, app, vsn, env.distribution == "cluster", environment)
-        plan = UpgradePlan(Published(app, vsn, manifest["sha256"], tarball, footprint(tarball)),
-                           manifest.get("up_from", []),
-                           fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp)),
-                           manifest.get("supervisors", []), strategy, restart_edges, recorded_hosts(record))
+        # the full tarball only for hosts that need it; its vm.args is the upgrade package's too
+        tarball = TarballSource(store, app, vsn, manifest["sha256"], Path(tmp))
+        package = fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp))
+        refuse_unsafe_distribution(package.path if package else tarball.path(), app, vsn,
+                                   env.distribution == "cluster", environment)
+        plan = UpgradePlan(Published(app, vsn, manifest["sha256"], source=tarball), manifest.get("up_from", []),
+                           package, manifest.get("supervisors", []), strategy, restart_edges,
+                           recorded_hosts(record))
         with environment_lock(environment, env.lock_timeout_seconds):
             try:
                 outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,

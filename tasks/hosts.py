@@ -33,18 +33,26 @@ from hotdeploy.project import Project
 
 from .nodeprogram import node_program
 from .remote import CommandTimeout, Connection, Host, RemoteError
-from .store import Package
+from .store import Package, TarballSource
 
 
 @dataclass(frozen=True)
 class Published:
-    """A published release, fetched and checked on the worker."""
+    """A published release, its tarball fetched and checked on the worker
+    (TARBALL), or fetched on first need (SOURCE)."""
     app: str
     version: str
     sha256: str
-    tarball: Path
+    tarball: Path | None = None
     footprint: Footprint | None = None                   # what the tarball takes on a host
     kind: str = "rebar3"                                 # rebar3 | mix: the start script's commands differ
+    source: TarballSource | None = None
+
+    def tarball_path(self) -> Path:
+        return self.tarball or self.source.path()
+
+    def tarball_footprint(self) -> Footprint | None:
+        return self.footprint or (self.source.footprint() if self.source else None)
 
 
 @dataclass(frozen=True)
@@ -340,7 +348,7 @@ def plan_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | DowngradeP
         sends = ""
         if decision.needs_transfer and isinstance(plan, UpgradePlan):
             delta = use_upgrade_package(state.running, plan.package and plan.package.upgrade_from)
-            path = plan.package.path if delta else plan.release.tarball
+            path = plan.package.path if delta else plan.release.tarball_path()
             sends = f"; it would get the {'upgrade package' if delta else 'full tarball'} " \
                     f"({path.stat().st_size // 1024} KB)"
         outcome.detail = decision.reason + sends
@@ -364,7 +372,7 @@ def _transfer(conn: Connection, env: DeployEnvironment, plan: UpgradePlan, state
     release = plan.release
     delta = plan.package if use_upgrade_package(state.running, plan.package and plan.package.upgrade_from) else None
     path, sha256, need = ((delta.path, delta.sha256, delta.footprint) if delta else
-                          (release.tarball, release.sha256, release.footprint))
+                          (release.tarball_path(), release.sha256, release.tarball_footprint()))
     short = need and disk_shortfall(need, state.disk_free, state.block_size)
     if short:
         outcome.result, outcome.detail = "failed", f"{short}; nothing transferred, nothing changed"
@@ -637,7 +645,7 @@ def provision_one(env: DeployEnvironment, host: Host, release: Published, run_id
         else:
             staged = f"/tmp/hotdeploy-{app}-{vsn}.tar.gz"
             conn.check(cmd.mkdir(f"{root}/log"))
-            _timed(outcome, "transfer", conn.put_file, str(release.tarball), staged)
+            _timed(outcome, "transfer", conn.put_file, str(release.tarball_path()), staged)
             if conn.check(cmd.sha256sum(staged)).stdout.split()[0] != release.sha256:
                 conn.run(cmd.remove(staged))
                 raise RemoteError(f"{host}: tarball checksum mismatch after transfer; removed, nothing installed")

@@ -8,6 +8,7 @@ the checksum stored in the object's metadata.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,6 +285,39 @@ def fetch_release(store: S3Bucket, app: str, vsn: str, expected_sha256: str, des
         raise StoreError(f"{app} {vsn} in the store is corrupt: its {what} has sha256 {actual}, the manifest "
                          f"says {expected_sha256}. Nothing was deployed")
     return dest
+
+
+_fetched: dict[tuple, tuple[Path, Footprint]] = {}
+_fetching = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TarballSource:
+    """A release's full tarball in the store, fetched, checked and measured
+    on first need, once per process: a deploy whose hosts all take the
+    upgrade package never fetches it (tens of MB with ERTS)."""
+    store: S3Bucket
+    app: str
+    version: str
+    sha256: str
+    dest_dir: Path
+
+    def _get(self) -> tuple[Path, Footprint]:
+        key = (self.store.bucket_name, self.store.bucket_folder, self.app, self.version, self.sha256,
+               str(self.dest_dir))
+        with _fetching:   # one download however many hosts need it at once; a failed one is tried again
+            if key not in _fetched:
+                path = fetch_release(self.store, self.app, self.version, self.sha256, self.dest_dir)
+                _fetched[key] = (path, footprint(path))
+                get_run_logger().info("fetched the full tarball of %s %s (%d bytes) for the hosts that need it",
+                                      self.app, self.version, path.stat().st_size)
+            return _fetched[key]
+
+    def path(self) -> Path:
+        return self._get()[0]
+
+    def footprint(self) -> Footprint:
+        return self._get()[1]
 
 
 @task(**S3_RETRIES)

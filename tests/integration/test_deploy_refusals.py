@@ -55,10 +55,17 @@ def test_bad_input_is_refused_with_a_clear_error_and_changes_nothing(fleet_on_v1
         hot_deploy(version=releases.versions["v3"], strategy="hot", **deploy)
     unchanged(env, releases, pids)
 
-    # a tarball that does not match its published checksum
+    # an upgrade package that does not match its published checksum; then, with none, the
+    # tarball every host needs (fetched only then: hosts on the package's base never need it)
     block, client, bucket = copy_store(releases, moto_url, ["v1", "v2"])
-    client.put_object(Bucket=bucket, Key=f"{APP}/{releases.versions['v2']}.tar.gz", Body=b"\x1f\x8bnot it")
-    with pytest.raises(StoreError, match="is corrupt"):
+    v2 = releases.versions["v2"]
+    client.put_object(Bucket=bucket, Key=f"{APP}/{v2}.upgrade.tar.gz", Body=b"\x1f\x8bnot it")
+    with pytest.raises(StoreError, match="is corrupt: its upgrade package has sha256"):
+        hot_deploy(app=APP, environment=env.name, version="latest", store_block=block)
+    unchanged(env, releases, pids)
+    client.delete_object(Bucket=bucket, Key=f"{APP}/{v2}.upgrade.tar.gz")
+    client.put_object(Bucket=bucket, Key=f"{APP}/{v2}.tar.gz", Body=b"\x1f\x8bnot it")
+    with pytest.raises(StoreError, match="is corrupt: its tarball has sha256"):
         hot_deploy(app=APP, environment=env.name, version="latest", store_block=block)
     unchanged(env, releases, pids)
 
