@@ -513,9 +513,9 @@ def _one_exchange(conn: Connection, env: DeployEnvironment, plan: UpgradePlan, h
         answer = _after_lost_answer(conn, env, plan.app, {"app_sup": _sup_at_begin(conn, env, prefix)},
                                     RemoteError(answer.get("detail", "")), run_id, release.version)
     outcome.pid_before = answer.get("pid_before")
-    log.info("%s: sent the upgrade package (%d bytes) and the config with the call", host, outcome.sent_bytes)
     return _settle(outcome, answer, f"upgrade {base} -> {release.version} (in one exchange: the host as recorded)",
-                   False, host)
+                   False, host, f"sent the upgrade package ({outcome.sent_bytes} bytes) and the config with the "
+                                "call; ")
 
 
 def _not_as_recorded(outcome: HostOutcome, host: Host, why: str) -> None:
@@ -526,12 +526,14 @@ def _not_as_recorded(outcome: HostOutcome, host: Host, why: str) -> None:
     return None
 
 
-def _settle(outcome: HostOutcome, answer: dict, reason: str, going_down: bool, host: Host) -> HostOutcome:
-    """The host's outcome from the node program's answer to an upgrade call.
+def _settle(outcome: HostOutcome, answer: dict, reason: str, going_down: bool, host: Host,
+            said: str = "") -> HostOutcome:
+    """The host's outcome from the node program's answer to an upgrade call
+    (logged after SAID, in one line: each line costs the server).
     Raises HostFailed unless it ended on the target (or installed it)."""
     log = get_run_logger()
     outcome.node_seconds = dict(sorted(answer.get("steps", {}).items()))
-    log.info("%s: on the node: %s", host,
+    log.info("%s: %son the node: %s", host, said,
              ", ".join(f"{k} {v:.3f}s" for k, v in sorted(answer.get("steps", {}).items())) or "nothing")
     outcome.pid_after = answer.get("pid_after", outcome.pid_before)
     outcome.running = answer.get("running")
