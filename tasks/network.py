@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 
 from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.environment import DeployEnvironment
 from hotdeploy import ingress
@@ -68,11 +67,11 @@ def _permissions(env: DeployEnvironment) -> list[dict]:
     return group.get("IpPermissions", [])
 
 
-@task(cache_policy=NO_CACHE)
 def deployer_cidr(env: DeployEnvironment, first_host: Host) -> str:
     """The environment's CIDR, or the local address the kernel would use to
     reach the first host (right when the deployer routes to the hosts directly;
-    behind NAT set deployer_cidr explicitly)."""
+    behind NAT set deployer_cidr explicitly). No network call, so no task run
+    of its own (each costs the server)."""
     if env.deployer_cidr:
         return ingress.check_cidr(env.deployer_cidr)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
