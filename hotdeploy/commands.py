@@ -30,6 +30,11 @@ def package_name(rel: str, vsn: str) -> str:
     return f"{vsn}/{rel}"
 
 
+def staged_config_path(root: str) -> str:
+    """Where the runtime config lands before the node program checks it."""
+    return f"{root}/runtime.config.new"
+
+
 def upload_path(root: str, rel: str, vsn: str) -> str:
     """Where the SFTP upload lands before its checksum is checked."""
     return f"{root}/releases/.{rel}-{vsn}.tar.gz.part"

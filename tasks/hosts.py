@@ -472,11 +472,13 @@ def _children(declared: list[dict] | None) -> dict:
 
 
 def _sup_at_begin(conn: Connection, env: DeployEnvironment, prefix: str) -> str | None:
-    """The top supervisor's pid the node program wrote in its begin line."""
+    """The top supervisor's pid the node program wrote in its begin line:
+    None when there is no begin line (the program never began), "" when the
+    log cannot be read (unknown: the node is asked what it runs)."""
     try:
         lines = conn.run(cmd.log_lines_of(env.release_root, prefix), timeout=15).stdout
     except RemoteError:
-        return None
+        return ""
     found = re.findall(r" result=begin sup=(<[0-9.]+>)", lines)
     return found[-1] if found else None
 
@@ -490,7 +492,7 @@ def _one_exchange(conn: Connection, env: DeployEnvironment, plan: UpgradePlan, h
     staged removed); ask it and decide as usual."""
     log = get_run_logger()
     release, package, root = plan.release, plan.package, env.release_root
-    staged = f"{root}/runtime.config.new"
+    staged = cmd.staged_config_path(root)
     _timed(outcome, "transfer", _push_package, conn, env, release, package.path,
            [(env.runtime_config.get_secret_value(), staged, 0o600)])
     outcome.sent_bytes = package.path.stat().st_size
@@ -593,7 +595,7 @@ def upgrade_host(env: DeployEnvironment, host: Host, plan: UpgradePlan | Downgra
         if decision.needs_transfer and not going_down:
             stage, params = _transfer(conn, env, plan, state, outcome, log)
         if not going_down:
-            staged = f"{env.release_root}/runtime.config.new"
+            staged = cmd.staged_config_path(env.release_root)
             _timed(outcome, "config", conn.put_text, env.runtime_config.get_secret_value(), staged)
             params["config"] = staged
         else:  # going down: the config that was in force with the target comes back (kept on the host)

@@ -1,5 +1,5 @@
 """The node program, compiled: `tasks/erlang/hotdeploy_node.erl` turned into
-BEAM bytes by the worker's `erlc`, once per process and kept on disk
+BEAM bytes by the worker's `erlc`, read once per process and kept on disk
 (`~/.cache/hotdeploy/`, keyed by the source's sha256 and the compiler's OTP
 release): every deployment run is a new process, and erlc costs about half
 a second of CPU each time. The BEAM is compressed and deterministic, so the
@@ -24,18 +24,18 @@ class NoCompiler(RuntimeError):
 
 
 _lock = threading.Lock()
-_compiled: dict[str, bytes] = {}
+_compiled: dict[Path, bytes] = {}   # source -> its BEAM, in this process (called for every host: no I/O then)
 
 
 def node_program(source: Path = SOURCE, cache: Path | None = None) -> bytes:
     """The BEAM of SOURCE: from this process, else from CACHE (default
     ~/.cache/hotdeploy), else compiled and kept there."""
-    erlc = _erlc()
-    key = f"{MODULE}-{hashlib.sha256(source.read_bytes()).hexdigest()[:16]}-otp{_otp_release(erlc)}"
     with _lock:
-        if key not in _compiled:
-            _compiled[key] = _cached(cache or Path.home() / ".cache" / "hotdeploy", key, source, erlc)
-        return _compiled[key]
+        if source not in _compiled:
+            erlc = _erlc()
+            key = f"{MODULE}-{hashlib.sha256(source.read_bytes()).hexdigest()[:16]}-otp{_otp_release(erlc)}"
+            _compiled[source] = _cached(cache or Path.home() / ".cache" / "hotdeploy", key, source, erlc)
+        return _compiled[source]
 
 
 def _cached(cache: Path, key: str, source: Path, erlc: str) -> bytes:

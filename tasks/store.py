@@ -306,7 +306,7 @@ class TarballSource:
         key = (self.store.bucket_name, self.store.bucket_folder, self.app, self.version, self.sha256,
                str(self.dest_dir))
         with _fetching:   # one download however many hosts need it at once; a failed one is tried again
-            if key not in _fetched:
+            if key not in _fetched or not _fetched[key][0].exists():   # gone with its run's directory
                 path = fetch_release(self.store, self.app, self.version, self.sha256, self.dest_dir)
                 _fetched[key] = (path, footprint(path))
                 get_run_logger().info("fetched the full tarball of %s %s (%d bytes) for the hosts that need it",
