@@ -1,10 +1,18 @@
-"""boto3 clients for the blocks' AwsCredentials: one per credentials object
-and service for a flow run (a new session costs ~0.4 CPU-s), with explicit
-timeouts and bounded retries, so an endpoint that accepts connections and
-never answers fails in seconds instead of hanging a flow for minutes."""
+"""boto3 clients for the blocks' AwsCredentials, with explicit timeouts and
+bounded retries, so an endpoint that accepts connections and never answers
+fails in seconds instead of hanging a flow for minutes.
+
+One boto3 session per identity (keys, profile, region, role) and flow run,
+whichever block holds it: the store's and the environment's credentials are
+usually the same, loaded twice, and a session costs about 0.15 CPU-s to load
+its models. Per run, not per process: a role's temporary credentials expire,
+and a served flow's process lives long. One client per session, service and
+client parameters (endpoint, config)."""
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import threading
 from typing import Callable
 
@@ -15,27 +23,57 @@ from prefect_aws import AwsCredentials
 CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 10
 MAX_ATTEMPTS = 1      # the tasks retry (logged in the UI); botocore retrying too would multiply the wait
+HELD_MAX = 32         # a long-lived process loads many blocks: stay bounded
 
-_clients: dict[tuple[int, str], tuple[AwsCredentials, object]] = {}
+_sessions: dict[str, object] = {}                   # run:identity
+_clients: dict[tuple[str, str, str], object] = {}   # (run:identity, service, parameters)
 _lock = threading.Lock()
 
 
+def identity(credentials: AwsCredentials) -> str:
+    """A digest of what a session is made of (never the secret itself): two
+    blocks with the same keys, profile, region and role share a session."""
+    secret = credentials.aws_secret_access_key.get_secret_value() if credentials.aws_secret_access_key else None
+    parts = [credentials.aws_access_key_id, secret, credentials.aws_session_token, credentials.profile_name,
+             credentials.region_name, credentials.assume_role_arn,
+             credentials.assume_role_kwargs.get_params_override() if credentials.assume_role_arn else None]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def client_params(credentials: AwsCredentials) -> dict:
+    """The client's parameters from the block, with our timeouts and retries."""
+    params = dict(credentials.aws_client_parameters.get_params_override())
+    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                    retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"})
+    if isinstance(params.get("config"), Config):
+        config = params["config"].merge(config)
+    params["config"] = config
+    return params
+
+
+def _flow_run() -> str:
+    from prefect.context import FlowRunContext, TaskRunContext
+    task_run = TaskRunContext.get()
+    if task_run and task_run.task_run.flow_run_id:
+        return str(task_run.task_run.flow_run_id)
+    flow_run = FlowRunContext.get()
+    return str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else "outside a run"
+
+
 def client(credentials: AwsCredentials, service: str):
-    key = (id(credentials), service)
-    with _lock:
+    who = f"{_flow_run()}:{identity(credentials)}"
+    key = (who, service, credentials.aws_client_parameters.model_dump_json())
+    with _lock:   # a boto3 session is not thread-safe; its clients are
         held = _clients.get(key)
-        if held is None or held[0] is not credentials:
-            if len(_clients) > 32:  # a long-lived process loads many blocks: stay bounded
+        if held is None:
+            if len(_clients) > HELD_MAX or len(_sessions) > HELD_MAX:
                 _clients.clear()
-            params = dict(credentials.aws_client_parameters.get_params_override())
-            config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                            retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"})
-            if isinstance(params.get("config"), Config):
-                config = params["config"].merge(config)
-            params["config"] = config
-            held = (credentials, credentials.get_boto3_session().client(service, **params))
-            _clients[key] = held
-        return held[1]
+                _sessions.clear()
+            session = _sessions.get(who)
+            if session is None:
+                session = _sessions[who] = credentials.get_boto3_session()
+            held = _clients[key] = session.client(service, **client_params(credentials))
+        return held
 
 
 def naming(outage: type[Exception], who: Callable[[object], str]):
