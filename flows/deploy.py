@@ -19,8 +19,7 @@ from hotdeploy.rehearsal import rehearsal_gate
 from tasks.hosts import Published, UpgradePlan, plan_host, upgrade_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
-from tasks.store import (TarballSource, fetch_upgrade_package, put_quarantine, read_environment_record, read_manifest,
-                         read_quarantine, read_rehearsal, resolve_version)
+from tasks.store import TarballSource, fetch_upgrade_package, put_quarantine, read_deploy_inputs
 from tasks.workspace import refuse_unsafe_distribution
 
 from .fleet import (FleetFailed, Recording, Rollout, check_deploy, current_run_id, quarantine_reason,
@@ -58,14 +57,11 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     params.strategy(strategy)
     env = load_environment(environment)
     store = load_package_store(store_block)
-    vsn = resolve_version(store, app, version)
-    note = rehearsal_gate(app, vsn, env.requires_rehearsal,
-                          read_rehearsal(store, app, vsn) if env.requires_rehearsal else None, allow_unrehearsed)
-    note = "; ".join(n for n in (note, quarantine_gate(app, vsn, read_quarantine(store, app, vsn), allow_quarantined))
-                     if n)
-    manifest = read_manifest(store, app, vsn)
+    read = read_deploy_inputs(store, app, version, environment, env.requires_rehearsal)
+    vsn, manifest, record = read.version, read.manifest, read.record
+    note = rehearsal_gate(app, vsn, env.requires_rehearsal, read.rehearsal, allow_unrehearsed)
+    note = "; ".join(n for n in (note, quarantine_gate(app, vsn, read.quarantine, allow_quarantined)) if n)
     restart_edges = {v: e.reasons for v, e in read_edges(manifest).items() if e.strategy == RESTART}
-    record = read_environment_record(store, app, environment)
     if strategy == "hot":
         refuse_restarts(record, vsn, manifest.get("up_from", []), restart_edges)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:

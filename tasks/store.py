@@ -423,13 +423,35 @@ def put_environment_record(store: S3Bucket, app: str, environment: str, record: 
         f"{h['host']}={h.get('running')}" for h in record.get("hosts", [])) or "no host")
 
 
-def read_environment_record(store: S3Bucket, app: str, environment: str) -> dict:
-    """ENVIRONMENT's record of APP (empty when there is none or it is not a
-    JSON object: the next fleet flow rewrites it)."""
+def environment_record(text: str | None) -> dict:
+    """An environment record's text as a dict (empty when there is none or
+    it is not a JSON object: the next fleet flow rewrites it)."""
     import json
-    text = read_text(store, layout.environment_key(app, environment))
     try:
         record = json.loads(text) if text else {}
     except ValueError:
         return {}
     return record if isinstance(record, dict) else {}
+
+
+@dataclass(frozen=True)
+class DeployInputs:
+    """What a deploy reads from the store before it touches a host."""
+    version: str                 # resolved: never `latest`
+    manifest: dict               # checked (check_manifest)
+    rehearsal: dict | None       # None: not asked for, or never rehearsed
+    quarantine: dict | None      # None: not quarantined
+    record: dict                 # what the environment's last fleet flow saw
+
+
+@task(**S3_RETRIES)
+@_s3_call
+def read_deploy_inputs(store: S3Bucket, app: str, version: str, environment: str, rehearsal: bool) -> DeployInputs:
+    """VERSION resolved, its manifest, its quarantine record, its rehearsal
+    record (when REHEARSAL) and ENVIRONMENT's record: small reads, one task
+    run (each costs the server), retried whole."""
+    vsn = resolve_version.fn(store, app, version)
+    return DeployInputs(vsn, read_manifest.fn(store, app, vsn),
+                        read_rehearsal.fn(store, app, vsn) if rehearsal else None,
+                        read_quarantine.fn(store, app, vsn),
+                        environment_record(read_text.fn(store, layout.environment_key(app, environment))))

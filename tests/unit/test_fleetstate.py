@@ -42,3 +42,10 @@ def test_predecessors_follow_the_fleet_within_a_cap():
     chosen, _ = choose_predecessors(["1.2.0"], "1.4.0", ["1.0.0"], published, "1.3.0", 1)
     assert chosen == ["1.0.0", "1.2.0"]     # requested always, 1.4.0 is not older than 1.3.0
     assert choose_predecessors([], None, [], [], None, 5) == ([], {})
+
+
+def test_an_environment_record_that_is_not_a_json_object_reads_as_empty():
+    from tasks.store import environment_record
+    assert environment_record(None) == {} and environment_record("") == {}
+    assert environment_record("not json") == {} and environment_record("[1, 2]") == {}
+    assert environment_record('{"hosts": []}') == {"hosts": []}
