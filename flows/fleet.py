@@ -17,6 +17,7 @@ from hotdeploy import layout, params, quarantine
 from hotdeploy.errors import KnownFailure, Outage
 from hotdeploy.fleetstate import record_of
 from hotdeploy.ingress import left_open
+from hotdeploy.report import outcome_lines
 from hotdeploy.rollout import may_continue, plan_waves
 from hotdeploy.canary import FAIL, INCONCLUSIVE
 from tasks.hosts import HostFailed, HostOutcome, gate_description
@@ -326,9 +327,8 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
         failing = sys.exc_info()[1] is not None
         if outcomes:
             _summary(env, title, note, outcomes)
-            for o in outcomes:
-                log.info("%s: %s -> %s: %s (%s)", o.host, o.from_version or "nothing", o.to_version, o.result,
-                         o.detail)
+            for line in outcome_lines(outcomes):
+                log.info("%s", line)
             if recording:
                 left += [w for w in [_record(recording, title, run_id, outcomes)] if w]
         left += [w for w in [_revoke(env, rule, bool(outcomes) or failing)] if w]

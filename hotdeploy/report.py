@@ -113,3 +113,20 @@ def ship_summary_markdown(built: dict, environment: str, rows: list[dict], links
             f"- relup from: {', '.join(built.get('upgrade_from') or []) or 'nothing (first release)'}\n" +
             "".join(f"- {name} run: {link}\n" for name, link in links.items()) + "\n" + table + "\n")
     return text, line
+
+
+def outcome_lines(outcomes: list, names_shown: int = 8) -> list[str]:
+    """The run's closing log lines, one per distinct (from, to, result,
+    detail): hosts that ended alike share a line, named up to NAMES_SHOWN
+    (every host is in the summary table; a line per host cost the server at
+    a large fleet and repeated the hosts' own lines). In first-seen order."""
+    groups: dict[tuple, list[str]] = {}
+    for o in outcomes:
+        groups.setdefault((o.from_version or "nothing", o.to_version, o.result, o.detail), []).append(o.host)
+    lines = []
+    for (before, after, result, detail), hosts in groups.items():
+        who = hosts[0] if len(hosts) == 1 else (
+            f"{len(hosts)} hosts ({', '.join(hosts[:names_shown])}"
+            + (f" and {len(hosts) - names_shown} more" if len(hosts) > names_shown else "") + ")")
+        lines.append(f"{who}: {before} -> {after}: {result} ({detail})")
+    return lines

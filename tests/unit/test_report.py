@@ -26,3 +26,16 @@ def test_ship_summary_line_says_what_shipped_or_why_not():
     _, line = ship_summary_markdown(built | {"reused": True}, "staging", rows[:1], {}, "1 of 1 host(s) did not finish")
     assert line == ("shop 2026.1126.1 (released already, not rebuilt) released; deploy to staging failed: "
                     "1 of 1 host(s) did not finish")
+
+
+def test_hosts_that_ended_alike_share_a_closing_line():
+    from types import SimpleNamespace as O
+
+    from hotdeploy.report import outcome_lines
+    ok = [O(host=f"h{i:02}", from_version="1", to_version="2", result="upgraded", detail="hot") for i in range(11)]
+    bad = O(host="h99", from_version=None, to_version="2", result="failed", detail="install: disk full")
+    lines = outcome_lines([ok[0], bad, *ok[1:]], names_shown=3)
+    assert lines == ["11 hosts (h00, h01, h02 and 8 more): 1 -> 2: upgraded (hot)",
+                     "h99: nothing -> 2: failed (install: disk full)"]
+    assert outcome_lines(ok[:1]) == ["h00: 1 -> 2: upgraded (hot)"]
+    assert outcome_lines(ok[:2], names_shown=2) == ["2 hosts (h00, h01): 1 -> 2: upgraded (hot)"]
