@@ -35,16 +35,23 @@ def lock_name(environment: str) -> str:
 
 def ensure_lock(environment: str) -> str:
     """The environment's limit (1 slot), created if missing."""
+    _active_slots(environment)
+    return lock_name(environment)
+
+
+def _active_slots(environment: str) -> int:
+    """How many runs hold ENVIRONMENT's limit, which is created if missing:
+    one read when it exists (each call costs a run's start)."""
     name = lock_name(environment)
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
+            return client.read_global_concurrency_limit_by_name(name).active_slots
         except ObjectNotFound:
             try:
                 client.upsert_global_concurrency_limit_by_name(name, 1)
             except Exception:  # created meanwhile by a run started at the same moment
-                client.read_global_concurrency_limit_by_name(name)
-    return name
+                pass
+            return client.read_global_concurrency_limit_by_name(name).active_slots
 
 
 def lock_holders() -> set[str]:
@@ -55,18 +62,13 @@ def lock_holders() -> set[str]:
 
 def lock_is_held(environment: str) -> bool:
     """Whether a run holds ENVIRONMENT's lock now (asked of Prefect)."""
-    return _holders(ensure_lock(environment)) > 0
+    return _active_slots(environment) > 0
 
 
 def _run_id() -> str:
     from prefect.context import get_run_context
     ctx = get_run_context()
     return str(ctx.flow_run.id) if getattr(ctx, "flow_run", None) else "local"
-
-
-def _holders(name: str) -> int:
-    with get_client(sync_client=True) as client:
-        return client.read_global_concurrency_limit_by_name(name).active_slots
 
 
 @contextmanager
@@ -77,9 +79,9 @@ def environment_lock(environment: str, timeout_seconds: float):
         yield
         return
     log = get_run_logger()
-    name = ensure_lock(environment)
+    name = lock_name(environment)
     start = time.monotonic()
-    if _holders(name):
+    if _active_slots(environment):
         log.info("waiting for the deploy lock of environment %s: another run holds it (up to %g s; lock %s)",
                  environment, timeout_seconds, name)
     held = ExitStack()
