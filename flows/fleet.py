@@ -13,9 +13,8 @@ from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.environment import DeployEnvironment
-from hotdeploy import layout, params, quarantine
+from hotdeploy import params, quarantine
 from hotdeploy.errors import KnownFailure, Outage
-from hotdeploy.fleetstate import record_of
 from hotdeploy.ingress import left_open
 from hotdeploy.report import outcome_lines
 from hotdeploy.rollout import may_continue, plan_waves
@@ -24,10 +23,10 @@ from tasks.hosts import HostFailed, HostOutcome, gate_description
 
 from . import guard as guard_stage
 from .guard import Guard
-from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress, revoke_rules_of_dead_runs,
+from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress,
                            revoke_rules_of_run)
 from tasks.remote import Host
-from tasks.store import put_environment_record, read_text
+from tasks.store import record_environment
 
 
 PROGRESS_EVERY_S = 1.0
@@ -261,28 +260,17 @@ def _record(recording: Recording, title: str, run_id: str, outcomes: list[HostOu
     """Rewrite the environment record from what the nodes answered in this
     run (merged with the last record for hosts it could not read). A failure
     here is returned, never raised: the hosts' outcomes come first."""
-    import json
     from datetime import datetime, timezone
-    log = get_run_logger()
-    key = layout.environment_key(recording.app, recording.environment)
     try:
-        text = read_text(recording.store, key)
-        try:
-            before = json.loads(text) if text else None
-        except ValueError:
-            log.warning("the environment record %s was not JSON: rewritten from this run alone", key)
-            before = None
         seen = [{"host": o.host, "address": o.address, "running": o.running, "permanent": o.permanent,
                  "config": o.config, "result": o.result} for o in outcomes]
-        record = record_of(recording.app, recording.environment, title, run_id,
-                           datetime.now(timezone.utc).isoformat(timespec="seconds"), seen,
-                           before if isinstance(before, dict) else None, recording.whole_fleet)
-        put_environment_record(recording.store, recording.app, recording.environment, record)
+        record_environment(recording.store, recording.app, recording.environment, title, run_id,
+                           datetime.now(timezone.utc).isoformat(timespec="seconds"), seen, recording.whole_fleet)
         return None
     except Exception as e:
         why = (f"what runs on {recording.environment} could not be recorded in the store ({e}): the next fleet "
                "flow on it (status is enough) records it from the hosts")
-        log.error("%s", why)
+        get_run_logger().error("%s", why)
         return why
 
 
@@ -317,7 +305,7 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
     left: list[str] = []
     stopped = None
     try:
-        revoke_rules_of_dead_runs(env, run_id)   # called under the environment's lock: any other run's rule is dead
+        # under the environment's lock: any other run's rule is dead, and goes first
         rule = authorize_ingress(env, deployer_cidr(env, hosts[0]), run_id)
         outcomes, stopped = _map_bounded(env, hosts, per_host, args, run_id, title, rollout, guard)
     finally:

@@ -93,11 +93,15 @@ def _revoke(env: DeployEnvironment, rule: Rule) -> None:
 @task(**EC2_RETRIES)
 @_ec2_call
 def authorize_ingress(env: DeployEnvironment, cidr: str, run_id: str) -> Rule | None:
-    """Open tcp/22 from CIDR for RUN_ID. A rule RUN_ID made already (this
-    task retried after a lost answer) is returned as ours; a rule of anyone
-    else that already allows CIDR means we add none (None: nothing to revoke)."""
+    """Open tcp/22 from CIDR for RUN_ID, first revoking the rules of dead
+    runs (as revoke_rules_of_dead_runs: call it under the environment's
+    lock) from the same read. A rule RUN_ID made already (this task retried
+    after a lost answer) is returned as ours; a rule of anyone else that
+    already allows CIDR means we add none (None: nothing to revoke)."""
     log = get_run_logger()
     permissions = _permissions(env)
+    if _revoke_dead(env, permissions, run_id):
+        permissions = _permissions(env)
     own = ingress.of_run(permissions, env.ssh_port, run_id)
     if own:
         log.info("tcp/%d from %s: our own rule is there already (%s)", env.ssh_port, own[0].cidr, own[0].description)
@@ -143,15 +147,17 @@ def revoke_rules_of_dead_runs(env: DeployEnvironment, run_id: str) -> list[Rule]
     belongs to a run that is over (killed before its revoke): revoke them,
     except those of the runs holding the lock around this one (a rehearsal's
     probe rule, while its deploys run)."""
+    return _revoke_dead(env, _permissions(env), run_id)
+
+
+def _revoke_dead(env: DeployEnvironment, permissions: list[dict], run_id: str) -> list[Rule]:
     from .lock import lock_holders
-    log = get_run_logger()
     alive = lock_holders() | {run_id}
-    dead = [r for r in ingress.of_other_runs(_permissions(env), env.ssh_port, run_id)
-            if ingress.run_of(r) not in alive]
+    dead = [r for r in ingress.of_other_runs(permissions, env.ssh_port, run_id) if ingress.run_of(r) not in alive]
     for rule in dead:
         _revoke(env, rule)
-        log.warning("revoked tcp/%d from %s left by run %s (killed before its revoke?)", rule.port, rule.cidr,
-                    ingress.run_of(rule))
+        get_run_logger().warning("revoked tcp/%d from %s left by run %s (killed before its revoke?)", rule.port,
+                                 rule.cidr, ingress.run_of(rule))
     return dead
 
 

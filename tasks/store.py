@@ -412,15 +412,30 @@ def read_environment_records(store: S3Bucket, app: str) -> dict[str, dict]:
 
 @task(**S3_RETRIES)
 @_s3_call
-def put_environment_record(store: S3Bucket, app: str, environment: str, record: dict) -> None:
-    """What runs on ENVIRONMENT's hosts, as the last fleet flow there saw it
-    (rewritten; written under the environment's lock)."""
+def record_environment(store: S3Bucket, app: str, environment: str, flow: str, run_id: str, at: str,
+                       seen: list[dict], whole_fleet: bool) -> dict:
+    """Rewrite ENVIRONMENT's record from what a fleet flow's hosts answered
+    (SEEN), merged with the last record (hotdeploy/fleetstate.py: hosts it
+    could not read keep what was known): read and write in one task run,
+    retried whole, under the environment's lock."""
     import json
-    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.environment_key(app, environment)),
+    from hotdeploy.fleetstate import record_of
+    log, key = get_run_logger(), layout.environment_key(app, environment)
+    text = read_text.fn(store, key)
+    before = environment_record(text)
+    if text and not before:
+        log.warning("the environment record %s was not a JSON object: rewritten from this run alone", key)
+    record = record_of(app, environment, flow, run_id, at, seen, before or None, whole_fleet)
+    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, key),
                               Body=(json.dumps(record, indent=1, sort_keys=True) + "\n").encode(),
                               ContentType="application/json")
-    get_run_logger().info("recorded what runs on %s: %s", environment, ", ".join(
-        f"{h['host']}={h.get('running')}" for h in record.get("hosts", [])) or "no host")
+    running: dict[str, list[str]] = {}
+    for h in record.get("hosts", []):
+        running.setdefault(str(h.get("running")), []).append(h["host"])
+    log.info("recorded what runs on %s: %s", environment, "; ".join(
+        f"{vsn} on {len(hosts)} host{'s' if len(hosts) > 1 else ''} ({', '.join(hosts[:8])}"
+        f"{f' and {len(hosts) - 8} more' if len(hosts) > 8 else ''})" for vsn, hosts in running.items()) or "no host")
+    return record
 
 
 def environment_record(text: str | None) -> dict:
