@@ -7,15 +7,16 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prefect_aws import S3Bucket
-# Imported here, first, not lazily: imported after Prefect's own lazy `docker`
-# module, docker-py ends up with two `docker.errors` (ImageNotFound then
-# escapes `except docker.errors.ImageNotFound`; seen in the release flow).
-from prefect_docker import DockerHost
 
 from hotdeploy.errors import Refusal
 
 from .environment import DeployEnvironment
+
+if TYPE_CHECKING:
+    from prefect_docker import DockerHost
 
 DEFAULT_STORE_BLOCK = "hotdeploy-store"
 
@@ -42,6 +43,9 @@ def load_environment(name: str) -> DeployEnvironment:
 
 
 def load_docker_host(name: str | None) -> DockerHost:
+    # prefect_docker (docker-py, 0.2 s) only for the flows that build: the
+    # others (deploy, status, ...) start that much sooner in a worker's process
+    from tasks.container import DockerHost
     return _load(DockerHost, "docker-host", name, "create it or leave the parameter empty") if name else DockerHost()
 
 

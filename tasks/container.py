@@ -17,10 +17,15 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker.errors
+# prefect_docker first: it imports docker-py whole. Prefect puts a lazy
+# `docker` module in sys.modules (prefect_aws imports it), and `import
+# docker.errors` through that lazy module loads a second docker.errors, whose
+# ImageNotFound our `except docker.errors.ImageNotFound` would not catch.
+from prefect_docker import DockerHost  # isort: skip
+
+import docker.errors  # isort: skip
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect_docker import DockerHost
 
 from hotdeploy import project as commands
 from hotdeploy.artifact import read_rel

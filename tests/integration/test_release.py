@@ -118,3 +118,23 @@ def test_corrupt_previous_tarball_is_named_and_nothing_is_published(make_store, 
     with pytest.raises(ArtifactError, match=f"previous release {v1} in the store is corrupt"):
         release(app_dir=str(example_version("v2")), store_block=block)
     assert snapshot(client, bucket) == before
+
+
+@pytest.mark.parametrize("first", ["prefect_aws,prefect.utilities.dockerutils", "flows.status", "flows.deploy,blocks"])
+def test_a_missing_image_is_caught_whatever_was_imported_first(docker_engine, first):
+    """Prefect's lazy `docker` module (prefect_aws imports it) and our
+    `import docker.errors` once made two docker.errors: ImageNotFound escaped
+    `except docker.errors.ImageNotFound` and the builder image was never
+    built. The flows that do not build no longer import prefect_docker."""
+    import subprocess
+    import sys
+    code = ("import importlib, sys\n"
+            f"for m in {first.split(',')!r}: importlib.import_module(m)\n"
+            "assert 'prefect_docker' not in sys.modules or 'tasks.container' in sys.modules\n"
+            "import tasks.container as c\n"
+            "try:\n"
+            "    c.docker.from_env().images.get('hotdeploy/no-such-image:none')\n"
+            "except c.docker.errors.ImageNotFound:\n"
+            "    print('caught')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "caught", done.stderr[-2000:]
