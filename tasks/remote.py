@@ -8,7 +8,7 @@ networks flake, but a wrong host key or a refused login is not.
 from __future__ import annotations
 
 import contextlib
-
+import functools
 import http.client
 import io
 import socket
@@ -65,7 +65,11 @@ def load_private_key(text: str) -> paramiko.PKey:
     raise RemoteError("the environment's ssh_private_key is not a readable OpenSSH/PEM private key")
 
 
+@functools.lru_cache(maxsize=4)
 def _host_keys(known_hosts: str) -> paramiko.HostKeys:
+    """The environment's known_hosts, parsed once per text (read-only after):
+    parsed on every host's connect it cost each host a line per host of the
+    fleet, 16 ms a host at 1000 hosts."""
     keys = paramiko.HostKeys()
     for line in known_hosts.splitlines():
         line = line.strip()
