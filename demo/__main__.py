@@ -36,6 +36,7 @@ STATE = Path(os.environ.get("HOTDEPLOY_DEMO_DIR", "/var/lib/hotdeploy-demo"))
 PIDS = STATE / "pids.json"
 PY = sys.executable
 HEARTBEAT_SECONDS = 30   # Prefect's minimum
+FLEET_START_S = 180
 EXAMPLES = {"example_app": "example_app", "elixir_app": "example_ex"}   # examples/ dir -> release name
 APP = "example_app"
 SOURCE = "example_app"
@@ -228,12 +229,15 @@ def run(keep: bool, moto_url: str | None) -> int:
         proc = _spawn("fleet", [PY, "-m", "localfleet", "serve", "--name", "demo", "--first", "100",
                                 *(a for env_, size in FLEETS for a in ("--fleet", f"{env_}:{size}")),
                                 "--moto-url", moto_url, "--state", str(fleet_file)], env, pids)
-        for _ in range(300):
+        # Its death ends the wait at once; a slow start is waited for: five
+        # hosts took over 30 s on a busy 2-core machine running the suite.
+        deadline = time.monotonic() + FLEET_START_S
+        while time.monotonic() < deadline:
             if fleet_file.exists() or proc.poll() is not None:
                 break
             time.sleep(0.1)
         if not fleet_file.exists():
-            raise SystemExit(f"the local fleet did not start; see {STATE}/fleet.log")
+            raise SystemExit(f"the local fleet did not start within {FLEET_START_S} s; see {STATE}/fleet.log")
         fleets = json.loads(fleet_file.read_text())["environments"]
         for name, fleet in fleets.items():
             say(f"fleet {name}: " + ", ".join(h["address"] for h in fleet["hosts"]))
