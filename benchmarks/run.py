@@ -631,10 +631,10 @@ def against_targets(scaling: list[dict]) -> list[dict]:
     return out
 
 
-def write_outputs(results: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    # Indented, except each row of a latency timeline on one line: the file
-    # stays readable and small (indent=2 put every number on a line: 1.2 MB).
+def results_text(results: dict) -> str:
+    """results.json: indented, except each row of a latency timeline on one
+    line, so the file stays readable and small (every number on a line of
+    its own made it 0.5-1.2 MB)."""
     def compact_rows(value):
         if isinstance(value, dict):
             return {k: compact_rows(v) for k, v in value.items()}
@@ -645,8 +645,28 @@ def write_outputs(results: dict, out: Path) -> None:
         return value
     text = json.dumps(compact_rows(results), indent=1)
     text = re.sub(r'"(\[[^"\]]*\])"', r"\1", text)   # the rows, back from strings to JSON arrays
-    (out / "results.json").write_text(text)
     assert json.loads(text) == json.loads(json.dumps(results))
+    return text
+
+
+def update_results(out: Path, part: dict) -> dict:
+    """Merge PART (a part run alone: --no-load, --only) into OUT/results.json,
+    keeping the other parts' figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    results.update(part)
+    (out / "results.json").write_text(results_text(results))
+    return results
+
+
+def _commit() -> str | None:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip() or None
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(results_text(results))
     lines = [f"Measured {results['when']} on {results['machine']}, commit {results.get('commit')}.", ""]
     if results.get("pipeline"):
         p = results["pipeline"]
@@ -687,6 +707,10 @@ def write_outputs(results: dict, out: Path) -> None:
                   f"{r['xargs_load']['failed']} | - |"]
     if results.get("deployment_run"):
         lines += ["", _deployment_run_lines(results["deployment_run"])]
+    if results.get("scaling_no_load"):
+        lines += ["", _no_load_lines(results["scaling_no_load"]), "",
+                  f"Measured on commit {results.get('scaling_no_load_commit')}, {results.get('scaling_no_load_when')}, "
+                  "without the load client (`--no-load`, a run of its own; kept by the full run)."]
     lines += ["", "### Availability (load client, 1 keep-alive connection per host)", "",
               "| hosts | during upgrade: sent / failed / p50 / p99 / max ms | same load, no upgrade |",
               "|---|---|---|"]
@@ -755,22 +779,16 @@ def main() -> int:
                               f"{platform.platform()}"}
         if args.no_load:
             create_store(moto_url, bucket="bench-noload", name="bench-noload")
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
-            old["scaling_no_load"] = bench_scaling_no_load(moto_url, work, "bench-noload", sizes, server.pid)
-            old["scaling_no_load_when"] = results["when"]
-            (out / "results.json").write_text(json.dumps(old, indent=1))
-            print(_no_load_lines(old["scaling_no_load"]))
+            rows = bench_scaling_no_load(moto_url, work, "bench-noload", sizes, server.pid)
+            update_results(Path(args.out), {"scaling_no_load": rows, "scaling_no_load_when": results["when"],
+                                            "scaling_no_load_commit": _commit()})
+            print(_no_load_lines(rows))
             return 0
         if args.only == "deployment-run":
             create_store(moto_url, bucket="bench-runs", name="bench-runs")
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            old = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
-            old["deployment_run"] = bench_deployment_run(moto_url, work, "bench-runs")
-            (out / "results.json").write_text(json.dumps(old, indent=1))
-            print(_deployment_run_lines(old["deployment_run"]))
+            row = bench_deployment_run(moto_url, work, "bench-runs")
+            update_results(Path(args.out), {"deployment_run": row})
+            print(_deployment_run_lines(row))
             return 0
         create_store(moto_url, bucket="bench-pipeline", name="bench-pipeline")
         results["pipeline"] = None if args.skip_pipeline else bench_pipeline(moto_url, work, "bench-pipeline",
@@ -782,8 +800,10 @@ def main() -> int:
         create_store(moto_url, bucket="bench-runs", name="bench-runs")
         results["deployment_run"] = bench_deployment_run(moto_url, work, "bench-runs", repeats=1 if args.quick else 3)
         results["targets"] = against_targets(results["scaling"])
-        results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                           text=True).stdout.strip() or None
+        results["commit"] = _commit()
+        kept = Path(args.out) / "results.json"       # the --no-load part is a run of its own
+        if kept.exists():
+            results.update({k: v for k, v in json.loads(kept.read_text()).items() if k.startswith("scaling_no_load")})
         write_outputs(results, Path(args.out))
         return 0
     finally:
