@@ -44,8 +44,9 @@ def load_environment(name: str) -> DeployEnvironment:
 
 def load_docker_host(name: str | None) -> DockerHost:
     # prefect_docker (docker-py, 0.2 s) only for the flows that build: the
-    # others (deploy, status, ...) start that much sooner in a worker's process
-    from tasks.container import DockerHost
+    # others (deploy, status, ...) start that much sooner in a worker's process.
+    # Imported before docker.errors, as tasks/container.py says why.
+    from prefect_docker import DockerHost
     return _load(DockerHost, "docker-host", name, "create it or leave the parameter empty") if name else DockerHost()
 
 
