@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,3 +179,23 @@ def make_env(prefect_server, moto_url):
     yield make
     for thing in reversed(made):
         thing.stop()
+
+
+@contextlib.contextmanager
+def process_worker_on(pool: str, log_path: Path, *options: str):
+    """A `prefect worker start --pool POOL --type process` as the README
+    starts one (polling every second), its output in LOG_PATH; stopped as a
+    service manager would (TERM, then KILL)."""
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
+                                   "--type", "process", *options], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"}, start_new_session=True)
+        try:
+            yield worker
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(30)

@@ -79,6 +79,31 @@ def _run_logs(flow_run_id) -> list[str]:
     return asyncio.run(read())
 
 
+def task_runs(flow_run_id, until=None, seconds: float = 30) -> list[str]:
+    """The names of a flow run's task runs without their suffix ("read_deploy_inputs"),
+    in order of start, read from the Prefect API. UNTIL(names): read again until
+    it holds (task runs are recorded from events, after the run's state) or
+    SECONDS pass."""
+    import asyncio
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                               sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+            return [r.name.rsplit("-", 1)[0] for r in runs]
+    deadline = time.monotonic() + seconds
+    while True:
+        names = asyncio.run(read())
+        if until is None or until(names) or time.monotonic() > deadline:
+            return names
+        time.sleep(0.5)
+
+
 def restart(host, root: str, app: str, crash: bool = False) -> str:
     """The node stopped by its start script (CRASH: killed by its own pid, as a
     crash or a power cut would; the hosts share the machine's process table,

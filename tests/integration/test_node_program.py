@@ -169,9 +169,8 @@ def test_a_release_with_relx_default_vm_args_is_refused_before_anything_is_built
     (app / "rebar.config").write_text("\n".join(line for line in (app / "rebar.config").read_text().splitlines()
                                                 if "vm_args" not in line) + "\n")
     before = snapshot(client, bucket)
-    start = time.monotonic()
     state = release(app_dir=str(app), store_block=block, return_state=True)
-    assert state.is_failed() and time.monotonic() - start < 15
+    assert state.is_failed()
     assert state.message.startswith("refused: ") and "relx's default vm.args" in state.message
     assert "it sets a cookie (-setcookie)" in state.message and "not bound to loopback" in state.message
     assert "-name example_app@127.0.0.1 / -kernel inet_dist_use_interface {127,0,0,1}" in state.message
