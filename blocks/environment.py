@@ -5,7 +5,7 @@ from typing import Literal
 
 from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 
 class DeployEnvironment(Block):
@@ -57,6 +57,11 @@ class DeployEnvironment(Block):
                            description="hosts per wave after the canary: a number, or a percentage of the fleet")
     max_failed_hosts: int = Field(default=0, ge=0, description="once more hosts failed (or went back), no new "
                                                                "host starts; the rest are reported not started")
+    shard_size: int = Field(default=0, ge=0, description="a wave bigger than this runs as shards of this many "
+                                                         "hosts, each a run of the deploy-shard/<environment> "
+                                                         "deployment on the pool, so several workers share a big "
+                                                         "fleet (their addresses within deployer_cidr); 0: every "
+                                                         "host from the deploy's own run")
     lock_timeout_seconds: float = Field(default=1800, ge=0, description="how long a run waits for another deploy "
                                                                         "on this environment to finish")
     connect_timeout_seconds: float = 10.0
@@ -114,6 +119,13 @@ class DeployEnvironment(Block):
         from hotdeploy.commands import parse_service_environment
         parse_service_environment(value.get_secret_value())    # names a bad line by number, never its value
         return value
+
+    @model_validator(mode="after")
+    def _shards_need_a_cidr(self) -> "DeployEnvironment":
+        if self.shard_size and not self.deployer_cidr:
+            raise ValueError("shard_size needs deployer_cidr: the deploy opens one SSH rule, and the shards' "
+                             "workers connect from their own addresses (e.g. the workers' subnet, 10.0.4.0/24)")
+        return self
 
     @field_validator("wave_size")
     @classmethod

@@ -12,6 +12,7 @@ arguments checked before anything is written.
   rehearsal/rehearsal      cron: up, down, up again under load; records the verdict
   sweep-ingress/all        cron: revoke SSH rules killed runs left, in every environment
   provision-host/staging
+  deploy-shard/<each>      a shard of a big deploy's wave (the block's shard_size), started by that deploy
 """
 from __future__ import annotations
 
@@ -76,13 +77,14 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
     else:
         source = str(ROOT)
 
-    def deploy(entrypoint: str, name: str, parameters: dict, description: str, cron: str | None = None) -> str:
+    def deploy(entrypoint: str, name: str, parameters: dict, description: str, cron: str | None = None,
+               environment: str | None = None) -> str:
         flow = Flow.from_source(source=source, entrypoint=entrypoint)
         # One run of a deployment at a time, the others queued: the UI shows
         # them AwaitingConcurrencySlot instead of Running while they wait for
         # the environment's lock.
         one_environment = "environment" in parameters
-        flow.deploy(name=name, work_pool_name=pool_for.get(parameters.get("environment"), pool),
+        flow.deploy(name=name, work_pool_name=pool_for.get(parameters.get("environment", environment), pool),
                     parameters=parameters, description=description,
                     schedules=[CronSchedule(cron=cron, timezone="UTC")] if cron else None,
                     concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="ENQUEUE")
@@ -91,6 +93,11 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
         return f"{flow.name}/{name}"
 
     common = {"store_block": store_block}
+    # A deploy's waves bigger than the environment's shard_size run as runs
+    # of these, side by side on the pool's workers (many at once: no limit).
+    shards = [deploy("flows/shard.py:deploy_shard", environment, {},
+                     "One shard of a hot-deploy run's wave, started by that run.", environment=environment)
+              for environment in environments]
     return [
         deploy("flows/ship.py:ship", "staging",
                {"app_dir": app_dir, "environment": "staging", **common,
@@ -112,6 +119,7 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
                cron=sweep_cron),
         deploy("flows/provision.py:provision_host", "staging", {"app": app, "environment": "staging", **common},
                "First install on bare staging hosts."),
+        *shards,
     ]
 
 

@@ -12,14 +12,14 @@ from prefect import flow
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from hotdeploy import params, quarantine
 from hotdeploy.edges import RESTART, read_edges
-from hotdeploy.fleetstate import recorded_hosts
 from hotdeploy.hostplan import refuse_restarts
 from hotdeploy.quarantine import quarantine_gate
 from hotdeploy.rehearsal import rehearsal_gate
-from tasks.hosts import Published, UpgradePlan, plan_host, upgrade_host
+from tasks.hosts import plan_host, upgrade_host, upgrade_plan
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
-from tasks.store import TarballSource, fetch_upgrade_package, put_quarantine, read_deploy_inputs
+from tasks.shards import Sharding
+from tasks.store import put_quarantine, read_deploy_inputs
 from tasks.workspace import refuse_unsafe_distribution
 
 from .fleet import (FleetFailed, Recording, Rollout, check_deploy, current_run_id, quarantine_reason,
@@ -66,20 +66,19 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
         refuse_restarts(record, vsn, manifest.get("up_from", []), restart_edges)
     with tempfile.TemporaryDirectory(prefix="hotdeploy-ship-") as tmp:
         # the full tarball only for hosts that need it; its vm.args is the upgrade package's too
-        tarball = TarballSource(store, app, vsn, manifest["sha256"], Path(tmp))
-        package = fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), Path(tmp))
-        refuse_unsafe_distribution(package.path if package else tarball.path(), app, vsn,
+        plan = upgrade_plan(store, app, read, strategy, Path(tmp))
+        refuse_unsafe_distribution(plan.package.path if plan.package else plan.release.tarball_path(), app, vsn,
                                    env.distribution == "cluster", environment)
-        plan = UpgradePlan(Published(app, vsn, manifest["sha256"], source=tarball), manifest.get("up_from", []),
-                           package, manifest.get("supervisors", []), strategy, restart_edges,
-                           recorded_hosts(record))
+        # waves bigger than shard_size run as runs of deploy-shard/<environment> on the pool
+        sharding = None if dry_run else Sharding.of(env.shard_size, store, app, environment, vsn, store_block, strategy)
         with environment_lock(environment, env.lock_timeout_seconds):
             try:
                 outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,
                                         "plan" if dry_run else "hot-deploy", note=note, plan=plan,
                                         rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
                                         recording=None if dry_run else Recording(store, app, environment),
-                                        guard=None if dry_run else Guard.of(env, app, vsn, manifest.get("down_to", [])))
+                                        guard=None if dry_run else Guard.of(env, app, vsn, manifest.get("down_to", [])),
+                                        sharding=sharding)
             except FleetFailed as failure:
                 why = quarantine_reason(failure)
                 if why:

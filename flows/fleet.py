@@ -17,7 +17,7 @@ from hotdeploy import params, quarantine
 from hotdeploy.errors import KnownFailure, Outage
 from hotdeploy.ingress import left_open
 from hotdeploy.report import outcome_lines
-from hotdeploy.rollout import may_continue, plan_waves
+from hotdeploy.rollout import may_continue, plan_shards, plan_waves
 from hotdeploy.canary import FAIL, INCONCLUSIVE
 from tasks.hosts import HostFailed, HostOutcome, gate_description
 
@@ -26,6 +26,7 @@ from .guard import Guard
 from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress,
                            revoke_rules_of_run)
 from tasks.remote import Host
+from tasks.shards import Sharding, run_shard
 from tasks.store import record_environment
 
 
@@ -130,15 +131,17 @@ def check_deploy(app: str, environment: str, store_block: str | None = None, ver
 
 
 def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict, run_id: str,
-                 title: str, rollout: Rollout, guard: Guard | None = None) -> tuple[list[HostOutcome], str | None]:
+                 title: str, rollout: Rollout, guard: Guard | None = None,
+                 sharding: Sharding | None = None) -> tuple[list[HostOutcome], str | None]:
     """Map PER_HOST over HOSTS wave by wave (hotdeploy/rollout.py), with at
     most env.max_parallel at once inside a wave (a pool of our own: the
     flow's runner is fixed when the flow is defined), showing hosts done and
     the wave as a progress artifact in the UI. With GUARD (an upgrade): the
     canary wave is judged against baseline hosts sampled meanwhile, an
     approval may be asked, and a stability window may hold the commit
-    (flows/guard.py). Returns the outcomes and, when the guard stopped the
-    deploy, why."""
+    (flows/guard.py). With SHARDING, a wave bigger than a shard runs as
+    shards on the pool (tasks/shards.py). Returns the outcomes and, when the
+    guard stopped the deploy, why."""
     log = get_run_logger()
     waves = plan_waves(len(hosts), rollout.canary, rollout.wave_size)
     progress = create_progress_artifact(0.0, key=_artifact_key(title + "-progress", env),
@@ -152,6 +155,22 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
             done = sorted(outcomes)
             return [outcomes[i] for i in done], [hosts[i] for i in done]
 
+        def settle(i: int, outcome: HostOutcome, number: int) -> None:
+            nonlocal shown_at
+            outcomes[i] = outcome
+            outcome.wave = number
+            if guard:
+                guard_stage.event(f"host.{outcome.result.replace(' ', '_')}", guard, host=outcome.host,
+                                  detail=outcome.detail, wave=number)
+            if not outcome.ok:
+                failed.append(outcome)
+            # At most one update a second (each is an API call), and the last.
+            if len(outcomes) == len(hosts) or time.monotonic() - shown_at >= PROGRESS_EVERY_S:
+                update_progress_artifact(progress, 100.0 * len(outcomes) / len(hosts),
+                                         description=f"{title}: {len(outcomes)} of {len(hosts)} hosts "
+                                                     f"finished (wave {number} of {len(waves)})")
+                shown_at = time.monotonic()
+
         for number, wave in enumerate(waves, 1):
             if stopped or not may_continue(len(failed), rollout.max_failed_hosts):
                 why = stopped or (f"rollout stopped after {len(failed)} failed host(s), first {failed[0].host}: "
@@ -164,30 +183,29 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
             log.info("%s: wave %d of %d%s: %s", title, number, len(waves), " (canary)" if judged else "",
                      ", ".join(hosts[i].name for i in wave))
             wave_args = {**args, "commit": not (judged or guard.deferred)} if guard else args
-            params = {"env": unmapped(env), "host": [hosts[i] for i in wave], "run_id": unmapped(run_id),
-                      **{k: unmapped(v) for k, v in wave_args.items()}}
-            futures = list(runner.map(per_host, params))
-            index = {id(f): i for f, i in zip(futures, wave)}
+            shards = plan_shards(wave, sharding.size, judged) if sharding else None
+            if shards:
+                log.info("%s: wave %d as %d shard(s) of at most %d host(s) on the pool", title, number,
+                         len(shards), sharding.size)
+                futures = [runner.submit(run_shard, parameters={
+                    "sharding": sharding, "hosts": [hosts[i] for i in shard], "run_id": run_id,
+                    "shard": f"w{number}-s{n}", "commit": wave_args.get("commit", True)})
+                    for n, shard in enumerate(shards, 1)]
+            else:
+                params = {"env": unmapped(env), "host": [hosts[i] for i in wave], "run_id": unmapped(run_id),
+                          **{k: unmapped(v) for k, v in wave_args.items()}}
+                futures = list(runner.map(per_host, params))
+            index = {id(f): part for f, part in zip(futures, shards or [[i] for i in wave])}
             for future in as_completed(futures):
-                i = index[id(future)]
+                part = index[id(future)]
                 try:  # resolve every future: a failed host must fail the flow
-                    outcomes[i] = future.result()
+                    got = future.result() if shards else [future.result()]
                 except HostFailed as e:
-                    outcomes[i] = e.outcome
-                except Exception as e:  # a crash in our own code still names the host
-                    outcomes[i] = HostOutcome(hosts[i].name, hosts[i].address, result="failed", detail=str(e))
-                outcomes[i].wave = number
-                if guard:
-                    guard_stage.event(f"host.{outcomes[i].result.replace(' ', '_')}", guard, host=outcomes[i].host,
-                                      detail=outcomes[i].detail, wave=number)
-                if not outcomes[i].ok:
-                    failed.append(outcomes[i])
-                # At most one update a second (each is an API call), and the last.
-                if len(outcomes) == len(hosts) or time.monotonic() - shown_at >= PROGRESS_EVERY_S:
-                    update_progress_artifact(progress, 100.0 * len(outcomes) / len(hosts),
-                                             description=f"{title}: {len(outcomes)} of {len(hosts)} hosts "
-                                                         f"finished (wave {number} of {len(waves)})")
-                    shown_at = time.monotonic()
+                    got = [e.outcome]
+                except Exception as e:  # a crash in our own code still names the host(s)
+                    got = [HostOutcome(hosts[i].name, hosts[i].address, result="failed", detail=str(e)) for i in part]
+                for i, outcome in zip(part, got):
+                    settle(i, outcome, number)
             if judged and not failed:
                 # the baseline: hosts of later waves, sampled with the canary, at the same time
                 baseline = [hosts[i] for w in waves[1:] for i in w][:max(1, env.max_parallel - len(wave))]
@@ -235,7 +253,8 @@ def _after_canary(runner, env: DeployEnvironment, guard: Guard, canary: list[Hos
 def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostOutcome]) -> None:
     gate = gate_description(env)
     create_table_artifact(
-        [{"host": o.host, "address": o.address, "wave": o.wave, "from": o.from_version or "-", "to": o.to_version,
+        [{"host": o.host, "address": o.address, "wave": o.wave, "shard": o.shard or "-",
+          "from": o.from_version or "-", "to": o.to_version,
           "result": o.result, "detail": o.detail, "pid before": o.pid_before, "pid after": o.pid_after,
           "down s": o.down_seconds, "config": o.config,
           "sent KB": round(o.sent_bytes / 1024, 1),
@@ -254,6 +273,18 @@ class Recording:
     app: str
     environment: str
     whole_fleet: bool = True
+
+
+def run_on_shard(env: DeployEnvironment, hosts: list[Host], per_host, title: str, run_id: str,
+                 **args) -> list[HostOutcome]:
+    """PER_HOST on a shard's HOSTS at once (at most env.max_parallel), within
+    the SSH rule the deploy run RUN_ID opened; summarized like a fleet run.
+    The deploy run keeps the lock, the waves, the guard and the record."""
+    outcomes, _ = _map_bounded(env, hosts, per_host, args, run_id, title, ALL_AT_ONCE)
+    _summary(env, title, "", outcomes)
+    for line in outcome_lines(outcomes):
+        get_run_logger().info("%s", line)
+    return outcomes
 
 
 def _record(recording: Recording, title: str, run_id: str, outcomes: list[HostOutcome]) -> str | None:
@@ -290,7 +321,7 @@ def _revoke(env: DeployEnvironment, rule, hosts_done: bool) -> str | None:
 
 def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str, note: str = "",
                  rollout: Rollout = ALL_AT_ONCE, recording: Recording | None = None, guard: Guard | None = None,
-                 **args) -> list[HostOutcome]:
+                 sharding: Sharding | None = None, **args) -> list[HostOutcome]:
     """PER_HOST(env=, host=, run_id=, **args) on every host, within a temporary
     tcp/22 rule that is revoked whatever happens. Raises FleetFailed after all
     hosts finished if any did not end where it should. With RECORDING, what
@@ -307,7 +338,7 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
     try:
         # under the environment's lock: any other run's rule is dead, and goes first
         rule = authorize_ingress(env, deployer_cidr(env, hosts[0]), run_id)
-        outcomes, stopped = _map_bounded(env, hosts, per_host, args, run_id, title, rollout, guard)
+        outcomes, stopped = _map_bounded(env, hosts, per_host, args, run_id, title, rollout, guard, sharding)
     finally:
         # The per-host outcomes are shown first: an error in the cleanup
         # (EC2 unreachable at revoke) must not hide what happened on the hosts,

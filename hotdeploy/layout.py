@@ -13,6 +13,8 @@
   <app>/commits/<commit>.json   which version a git commit was released as (rewritten)
   <app>/environments/<env>.json what each host of an environment ran when a fleet
                                 flow last finished there (rewritten)
+  <app>/runs/<run>/<shard>.json what each host of a shard of a deploy run ended with,
+                                as the shard's worker wrote it for the run (kept)
 
 A version is *published* only when its tarball, checksum and manifest are
 all there (the manifest is written after the other two): anything less is an
@@ -77,6 +79,19 @@ def commit_key(app: str, commit: str) -> str:
 
 def environment_key(app: str, environment: str) -> str:
     return f"{app}/environments/{environment}.json"
+
+
+_SHARD = re.compile(r"w[0-9]{1,4}-s[0-9]{1,5}")
+
+
+def shard_key(app: str, run_id: str, shard: str) -> str:
+    """Where a shard's worker leaves its hosts' outcomes for the deploy run
+    RUN_ID (flow results are not readable across machines; the store is)."""
+    if not _SHARD.fullmatch(shard):
+        raise ValueError(f"invalid shard label {shard[:40]!r}: w<wave>-s<shard>")
+    if not re.fullmatch(r"[0-9a-f-]{36}|local", run_id):
+        raise ValueError(f"invalid run id {run_id[:40]!r}")
+    return f"{app}/runs/{run_id}/{shard}.json"
 
 
 _PARTS = {".tar.gz": "tarball", ".tar.gz.sha256": "checksum", ".manifest.json": "manifest"}

@@ -25,3 +25,13 @@ def plan_waves(n_hosts: int, canary: int, wave_size: str) -> list[list[int]]:
 def may_continue(failed: int, max_failed_hosts: int) -> bool:
     """Whether a new wave may start after FAILED hosts did not end where they should."""
     return failed <= max_failed_hosts
+
+
+def plan_shards(wave: list[int], shard_size: int, judged: bool) -> list[list[int]] | None:
+    """The shards a wave runs as (each a run of the shard deployment, on
+    whichever worker of the pool takes it), or None to run it from this
+    run: SHARD_SIZE 0 (off), a wave no bigger than a shard, or a JUDGED
+    canary wave (the canary is sampled beside its baseline from here)."""
+    if shard_size <= 0 or judged or len(wave) <= shard_size:
+        return None
+    return [wave[start:start + shard_size] for start in range(0, len(wave), shard_size)]

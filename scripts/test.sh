@@ -28,7 +28,8 @@ fi
 # even. Addresses: session a 10-69 (its benchmark also uses 200-208), b
 # 110-159, c 160-199, d 70-99 (its demo 100-104).
 a=(tests/unit tests/integration/test_benchmarks.py
-   tests/integration/test_bad_input.py tests/integration/test_release.py tests/integration/test_locking.py)
+   tests/integration/test_bad_input.py tests/integration/test_release.py tests/integration/test_locking.py
+   tests/integration/test_shards.py)
 b=(tests/integration/test_elixir.py tests/integration/test_restart.py tests/integration/test_canary.py
    tests/integration/test_outages.py tests/integration/test_rehearsal.py
    tests/integration/test_setup.py tests/integration/test_new_apps.py)

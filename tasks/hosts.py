@@ -27,13 +27,15 @@ from blocks.environment import DeployEnvironment
 from hotdeploy import agent
 from hotdeploy import commands as cmd
 from hotdeploy.agent import Atom, Bin, NodeUnreachable, ProgramFailed, Tuple
+from hotdeploy.edges import RESTART, read_edges
+from hotdeploy.fleetstate import recorded_hosts
 from hotdeploy.hostplan import (PER_HOST, Action, Decision, Footprint, HostReleases, NodeDown, decide_upgrade,
                                 disk_shortfall, from_inspect, presumed_base, rollback_target, use_upgrade_package)
 from hotdeploy.project import Project
 
 from .nodeprogram import node_program
 from .remote import CommandTimeout, Connection, Host, RemoteError
-from .store import Package, TarballSource
+from .store import DeployInputs, Package, TarballSource, fetch_upgrade_package
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,18 @@ class UpgradePlan:
         return self.release.app
 
 
+def upgrade_plan(store, app: str, inputs: DeployInputs, strategy: str, dest_dir: Path) -> UpgradePlan:
+    """Every host to INPUTS' version: the upgrade package fetched now (small),
+    the full tarball only when a host needs it (tens of MB with ERTS)."""
+    manifest, vsn = inputs.manifest, inputs.version
+    tarball = TarballSource(store, app, vsn, manifest["sha256"], dest_dir)
+    package = fetch_upgrade_package(store, app, vsn, manifest.get("upgrade_package"), dest_dir)
+    restart_edges = {v: e.reasons for v, e in read_edges(manifest).items() if e.strategy == RESTART}
+    return UpgradePlan(Published(app, vsn, manifest["sha256"], source=tarball), manifest.get("up_from", []),
+                       package, manifest.get("supervisors", []), strategy, restart_edges,
+                       recorded_hosts(inputs.record))
+
+
 @dataclass(frozen=True)
 class DowngradePlan:
     """Every host down to TARGET (or, with PER_HOST, to what it ran before:
@@ -104,6 +118,7 @@ class HostOutcome:
     config: str | None = None        # md5 prefix of the runtime config the node ends with
     down_seconds: float | None = None    # a restart: from stopping the node until the new one answered
     wave: int | None = None              # the rollout wave it was in (1: the canary, if any)
+    shard: str | None = None             # the shard that ran it on the pool (w<wave>-s<n>), if any
     signals: dict | None = None          # how the service behaved during the soak (the node's figures)
     seconds: dict[str, float] = field(default_factory=dict)          # deployer-side steps, adding up
     node_seconds: dict[str, float] = field(default_factory=dict)     # inside "on node", as the node timed them

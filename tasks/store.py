@@ -438,6 +438,29 @@ def record_environment(store: S3Bucket, app: str, environment: str, flow: str, r
     return record
 
 
+@task(**S3_RETRIES)
+@_s3_call
+def put_shard_outcomes(store: S3Bucket, app: str, run_id: str, shard: str, rows: list[dict]) -> None:
+    """Leave a shard's per-host outcomes for the deploy run RUN_ID, which
+    may run on another machine than this shard."""
+    import json
+    _client(store).put_object(Bucket=store.bucket_name, Key=_key(store, layout.shard_key(app, run_id, shard)),
+                              Body=(json.dumps(rows, sort_keys=True) + "\n").encode(), ContentType="application/json")
+
+
+def read_shard_outcomes(store: S3Bucket, app: str, run_id: str, shard: str) -> list[dict] | None:
+    """A shard's per-host outcomes, or None when its run left none. A plain
+    call: the caller's task retries whole."""
+    import json
+    text = read_text.fn(store, layout.shard_key(app, run_id, shard))
+    if text is None:
+        return None
+    rows = json.loads(text)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("host"), str) for r in rows):
+        raise ValueError(f"the outcomes of shard {shard} of run {run_id} are not a list of host rows")
+    return rows
+
+
 def environment_record(text: str | None) -> dict:
     """An environment record's text as a dict (empty when there is none or
     it is not a JSON object: the next fleet flow rewrites it)."""

@@ -76,9 +76,11 @@ def test_apply_sends_an_environments_deployments_to_its_own_pool(fresh_server):
                         text=True, timeout=300)
     assert cp.returncode == 0, cp.stdout + cp.stderr
     assert "prefect worker start --pool prod-net" in cp.stdout
-    rows = [(d["name"], d["parameters"].get("environment"), d["work_pool_name"])
+    # a shard deployment is named for its environment (its runs get their parameters from the deploy)
+    rows = [(d["name"], d["parameters"].get("environment", d["name"]), d["work_pool_name"])
             for d in _api(f"{api}/deployments/filter", "POST", {})]
-    assert len(rows) == 8, rows
+    assert len(rows) == 11, rows
     assert all(pool == ("prod-net" if environment == "production" else "hotdeploy")
                for _, environment, pool in rows), rows
-    assert sum(environment == "production" for _, environment, _ in rows) == 3, rows   # hot-deploy, rollback, status
+    # hot-deploy, rollback, status, deploy-shard
+    assert sum(environment == "production" for _, environment, _ in rows) == 4, rows

@@ -1,0 +1,71 @@
+"""A big wave shared by several workers: above the environment's shard_size,
+hot_deploy runs a wave as shards, each a run of deploy-shard/<environment>
+that a worker of the pool takes, and reads their outcomes back from the
+store. Real Prefect server and process workers, moto, namespace hosts."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration import fleet_checks as check
+from tests.integration.conftest import process_worker_on
+from tests.integration.test_locking import APP, provision
+
+pytestmark = [pytest.mark.integration]
+
+
+def shard_runs(deployment_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(
+                any_=[deployment_id])))
+    return asyncio.run(read())
+
+
+def test_a_wave_above_the_shard_size_runs_as_shards_that_two_workers_share(make_env, releases, tmp_path):
+    from prefect import Flow
+
+    from deployments.apply import ensure_pool
+    from flows.deploy import hot_deploy
+    from localfleet.fleet import GATEWAY
+    env = make_env(5, canary=1, wave_size="100%", shard_size=2, deployer_cidr=f"{GATEWAY}/32")
+    provision(env, releases)
+    pids = [check.beam_pid(h) for h in env.fleet.hosts]
+    pool = f"shards-{uuid.uuid4().hex[:6]}"
+    asyncio.run(ensure_pool(pool))
+    deployment = Flow.from_source(source=str(ROOT), entrypoint="flows/shard.py:deploy_shard").deploy(
+        name=env.name, work_pool_name=pool, print_next_steps=False, ignore_warnings=True)
+    v2 = releases.versions["v2"]
+    # one run at a time each: the two shards of the second wave go to the two workers
+    with process_worker_on(pool, tmp_path / "a.log", "--limit", "1"), \
+            process_worker_on(pool, tmp_path / "b.log", "--limit", "1"):
+        state = hot_deploy(app=APP, environment=env.name, version=v2, store_block=releases.block, return_state=True)
+    assert state.is_completed(), state.message
+    rows = state.result()
+    assert [(r["host"], r["wave"], r["shard"], r["result"]) for r in rows] == [
+        (h.name, wave, shard, "upgraded") for h, wave, shard in
+        zip(env.fleet.hosts, [1, 2, 2, 2, 2], [None, "w2-s1", "w2-s1", "w2-s2", "w2-s2"])]
+    assert [check.version(h) for h in env.fleet.hosts] == [v2] * 5
+    assert [check.beam_pid(h) for h in env.fleet.hosts] == pids, "hot, every host: shards too"
+    assert env.ssh_rules() == [], "the deploy's rule, which the shards used, was revoked"
+
+    runs = shard_runs(deployment)
+    assert sorted(r.parameters["shard"] for r in runs) == ["w2-s1", "w2-s2"]
+    assert all(r.state.is_completed() and r.parent_task_run_id for r in runs), \
+        "each shard is a child run of the deploy's run, shown under it in the UI"
+    took = [[str(r.id) in (tmp_path / f"{w}.log").read_text() for r in runs] for w in "ab"]
+    assert sorted(map(sum, took)) == [1, 1], f"each worker ran one shard: {took}"
+
+    parent = str(state.state_details.flow_run_id)
+    client, bucket = releases.client, releases.bucket
+    left = json.loads(client.get_object(Bucket=bucket, Key=f"{APP}/runs/{parent}/w2-s2.json")["Body"].read())
+    assert [r["host"] for r in left] == [h.name for h in env.fleet.hosts[3:]]
+    record = json.loads(client.get_object(Bucket=bucket, Key=f"{APP}/environments/{env.name}.json")["Body"].read())
+    assert sorted((h["host"], h["running"]) for h in record["hosts"]) == sorted((h.name, v2) for h in env.fleet.hosts)
