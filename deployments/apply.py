@@ -26,6 +26,8 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.exceptions import ObjectAlreadyExists
 
+from deployments.report import STARTED_BY_A_RUN
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,7 +80,7 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
         source = str(ROOT)
 
     def deploy(entrypoint: str, name: str, parameters: dict, description: str, cron: str | None = None,
-               environment: str | None = None) -> str:
+               environment: str | None = None, tags: tuple[str, ...] = ()) -> str:
         flow = Flow.from_source(source=source, entrypoint=entrypoint)
         # One run of a deployment at a time, the others queued: the UI shows
         # them AwaitingConcurrencySlot instead of Running while they wait for
@@ -89,14 +91,15 @@ def apply(app_dir: str, app: str = "example_app", pool: str = "hotdeploy", store
                     schedules=[CronSchedule(cron=cron, timezone="UTC")] if cron else None,
                     concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="ENQUEUE")
                     if one_environment else None,
-                    tags=["hotdeploy"], print_next_steps=False, ignore_warnings=True)
+                    tags=["hotdeploy", *tags], print_next_steps=False, ignore_warnings=True)
         return f"{flow.name}/{name}"
 
     common = {"store_block": store_block}
     # A deploy's waves bigger than the environment's shard_size run as runs
     # of these, side by side on the pool's workers (many at once: no limit).
     shards = [deploy("flows/shard.py:deploy_shard", environment, {},
-                     "One shard of a hot-deploy run's wave, started by that run.", environment=environment)
+                     "One shard of a hot-deploy run's wave, started by that run.", environment=environment,
+                     tags=(STARTED_BY_A_RUN,))
               for environment in environments]
     return [
         deploy("flows/ship.py:ship", "staging",

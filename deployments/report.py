@@ -24,6 +24,10 @@ from prefect.client.schemas.filters import (ArtifactFilter, ArtifactFilterFlowRu
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
+# The tag of deployments nobody runs by hand (deploy-shard/<env>: a deploy
+# starts them): no run yet is how they should be.
+STARTED_BY_A_RUN = "started-by-a-run"
+
 # Runs that have not started (a cron's next runs) are not a deployment's last run.
 STARTED = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED])))
 
@@ -45,12 +49,20 @@ async def last_runs(tag: str = "hotdeploy") -> list[dict]:
         for d in deployments:
             flow = await client.read_flow(d.flow_id)
             run = await _last_run(client, d.id)
-            state = run.state if run else None
-            rows.append({"deployment": f"{flow.name}/{d.name}", "run": run.name if run else None,
-                         "state": state.name if state else "no run yet",
-                         "message": (state.message or "") if state else "",
-                         "ok": bool(state and state.is_completed())})
+            rows.append(last_run_row(f"{flow.name}/{d.name}", run, STARTED_BY_A_RUN in (d.tags or [])))
     return sorted(rows, key=lambda r: r["deployment"])
+
+
+def last_run_row(deployment: str, run, started_by_a_run: bool = False) -> dict:
+    """One deployment's row: its last run's state and message, ok when it
+    Completed (or, for a deployment only runs start, when it has none)."""
+    state = run.state if run else None
+    if state is None and started_by_a_run:
+        return {"deployment": deployment, "run": None, "state": "-",
+                "message": "started by a deploy run when a wave is sharded", "ok": True}
+    return {"deployment": deployment, "run": run.name if run else None,
+            "state": state.name if state else "no run yet", "message": (state.message or "") if state else "",
+            "ok": bool(state and state.is_completed())}
 
 
 def last_runs_table(rows: list[dict]) -> str:

@@ -22,13 +22,14 @@ from tasks.shards import Sharding
 from tasks.store import put_quarantine, read_deploy_inputs
 from tasks.workspace import refuse_unsafe_distribution
 
-from .fleet import (FleetFailed, Recording, Rollout, check_deploy, current_run_id, quarantine_reason,
-                    revoke_this_runs_rules, run_on_fleet)
+from .fleet import (FleetFailed, Recording, Rollout, cancel_this_runs_shards, check_deploy, current_run_id,
+                    quarantine_reason, revoke_this_runs_rules, run_on_fleet)
 from .guard import Guard
 from .outcome import explained
 
 
-@flow(name="hot-deploy", on_cancellation=[revoke_this_runs_rules], on_crashed=[revoke_this_runs_rules])
+@flow(name="hot-deploy", on_cancellation=[cancel_this_runs_shards, revoke_this_runs_rules],
+      on_crashed=[cancel_this_runs_shards, revoke_this_runs_rules])
 @explained
 def hot_deploy(app: str, environment: str, version: str = "latest",
                store_block: str = DEFAULT_STORE_BLOCK, allow_unrehearsed: bool = False,

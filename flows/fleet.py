@@ -26,7 +26,7 @@ from .guard import Guard
 from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress,
                            revoke_rules_of_run)
 from tasks.remote import Host
-from tasks.shards import Sharding, run_shard
+from tasks.shards import Sharding, cancel_shards_of, run_shard
 from tasks.store import record_environment
 
 
@@ -91,6 +91,19 @@ def revoke_this_runs_rules(flow, flow_run, state) -> None:
         log.warning("%s: revoked %d SSH rule(s) of this run", state.name, len(rules))
     except Exception as e:  # the sweep and the next run under the lock clean up too
         log.error("%s: could not revoke this run's SSH rules on %s: %s", state.name, name, e)
+
+
+def cancel_this_runs_shards(flow, flow_run, state) -> None:
+    """Cancellation and crash hook of a deploy that shards: its shard runs
+    still running are cancelled too (before the rule they use is revoked)."""
+    from prefect.logging.loggers import flow_run_logger
+    log = flow_run_logger(flow_run, flow)
+    try:
+        cancelled = cancel_shards_of(str(flow_run.id), f"the deploy run {flow_run.name} ended {state.name}")
+        if cancelled:
+            log.warning("%s: cancelled %d shard run(s): %s", state.name, len(cancelled), ", ".join(cancelled))
+    except Exception as e:  # the shards then end on their own: their hosts' SSH fails once the rule is gone
+        log.error("%s: could not cancel this run's shard runs: %s", state.name, e)
 
 
 def current_run_id() -> str:

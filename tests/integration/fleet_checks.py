@@ -80,7 +80,7 @@ def _run_logs(flow_run_id) -> list[str]:
 
 
 def task_runs(flow_run_id, until=None, seconds: float = 30) -> list[str]:
-    """The names of a flow run's task runs without their suffix ("read_deploy_inputs"),
+    """The names of a flow run's task runs ("read_deploy_inputs-a1b", "status-<host>"),
     in order of start, read from the Prefect API. UNTIL(names): read again until
     it holds (task runs are recorded from events, after the run's state) or
     SECONDS pass."""
@@ -95,7 +95,7 @@ def task_runs(flow_run_id, until=None, seconds: float = 30) -> list[str]:
         async with get_client() as client:
             runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
                                                sort=TaskRunSort.EXPECTED_START_TIME_ASC)
-            return [r.name.rsplit("-", 1)[0] for r in runs]
+            return [r.name for r in runs]
     deadline = time.monotonic() + seconds
     while True:
         names = asyncio.run(read())

@@ -104,12 +104,13 @@ def test_a_node_that_stops_inside_the_stability_window_takes_the_whole_environme
             stop.wait(0.5)
     threading.Thread(target=service_manager, daemon=True).start()
     try:
-        start = time.monotonic()
         state = hot_deploy(app=APP, environment=env.name, version=halts, store_block=block, return_state=True)
     finally:
         stop.set()
     assert state.is_failed() and "restarted during the stability window" in state.message, state.message
-    assert time.monotonic() - start < 300, "the window ends when a node restarts, not at its end (600 s)"
+    # counted, not timed: the window asks both nodes every 5 s, 240 asks in 600 s
+    asks = [n for n in check.task_runs(state.state_details.flow_run_id, until=bool) if n.startswith("status-")]
+    assert 0 < len(asks) < 120, f"the window ends when a node restarts, not at its end: {len(asks)} asks"
     assert [check.version(h) for h in env.fleet.hosts] == [v2, v2]
     assert [permanent(h) for h in env.fleet.hosts] == [v2, v2]
     assert client.get_object(Bucket=bucket, Key=f"{APP}/{halts}.quarantine.json")

@@ -6,7 +6,7 @@ import pytest
 @pytest.mark.parametrize("module,name", [
     ("flows.deploy", "hot_deploy"), ("flows.rollback", "rollback"), ("flows.status", "status"),
     ("flows.provision", "provision_host"), ("flows.rehearsal", "rehearsal"), ("flows.release", "release"),
-    ("flows.sweep", "sweep_ingress"), ("flows.ship", "ship"),
+    ("flows.sweep", "sweep_ingress"), ("flows.ship", "ship"), ("flows.shard", "deploy_shard"),
 ])
 def test_every_parameter_is_described(module, name):
     import importlib
