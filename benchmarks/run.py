@@ -378,10 +378,18 @@ def tree_cpu_s(pid: int) -> float:
     return total / tick
 
 
-def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int], server_pid: int) -> list[dict]:
+# Lighter hosts for --light-hosts: one scheduler of each kind and no busy
+# waiting, so 128 idle nodes leave the 2 cores to the upgrade. The service's
+# environment (block field service_environment), for every contender alike.
+LIGHT_HOST_ERL_FLAGS = "+S 1:1 +SDcpu 1:1 +SDio 1 +A 1 +sbwt none +sbwtdcpu none +sbwtdio none"
+
+
+def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int], server_pid: int,
+                          host_erl_flags: str = "") -> list[dict]:
     """Large fleets without the load client (which cannot load 128 hosts on 2
     cores): for each size, ours (all at once: canary 0, one wave, max_parallel
-    the size) and the `xargs -P` loop, each on a fresh fleet on v1, v1 -> v2.
+    the size) and the `xargs -P` loop, each on a fresh fleet on v1, v1 -> v2,
+    its nodes started with HOST_ERL_FLAGS (ERL_AFLAGS) if given.
     Per row: both wall times, our fixed cost (flow start to first host task,
     last host task to flow end, as the server recorded them), and per host:
     deployer CPU, Prefect server CPU, the hosts' CPU."""
@@ -393,11 +401,12 @@ def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int
     v1 = release(app_dir=str(checkout("v1", work)), store_block=store)["version"]
     v2 = release(app_dir=str(checkout("v2", work)), store_block=store)["version"]
     tarball = download(S3Bucket.load(store), layout.tarball_key(APP, v2), work / "noload-v2.tar.gz")
+    hosts_env = {"service_environment": f"ERL_AFLAGS={host_erl_flags}"} if host_erl_flags else {}
     rows = []
     for n in sizes:
-        row: dict = {"hosts": n}
+        row: dict = {"hosts": n, "host_erl_flags": host_erl_flags}
         log(f"no load: {n} host(s), ours")
-        fleet = fresh_fleet(f"bn{n}o", n, 10, moto_url, store, v1, max_parallel=n)
+        fleet = fresh_fleet(f"bn{n}o", n, 10, moto_url, store, v1, max_parallel=n, **hosts_env)
         try:
             host0, server0 = host_cpu_s(fleet), tree_cpu_s(server_pid)
             deployed = deploy_in_own_process(fleet, v2, store)
@@ -412,7 +421,7 @@ def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int
         finally:
             fleet.stop()
         log(f"no load: {n} host(s), xargs -P {n}")
-        fleet = fresh_fleet(f"bn{n}x", n, 10, moto_url, store, v1)
+        fleet = fresh_fleet(f"bn{n}x", n, 10, moto_url, store, v1, **hosts_env)
         try:
             host0 = host_cpu_s(fleet)
             row["xargs_parallel_s"] = round(shell_upgrade(fleet, v2, tarball, parallel=n), 3)
@@ -436,6 +445,9 @@ def _no_load_lines(rows: list[dict]) -> str:
              "| hosts | ours (s) | xargs -P (s) | ours / xargs | vs 1 host | vs 16 hosts | fixed cost (s): head + tail "
              "| deployer CPU/host (s) | server CPU/host (s) | host CPU/host: ours, xargs (s) | deployer peak RSS (MB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    flags = {r.get("host_erl_flags") for r in rows} - {None, ""}
+    if flags:
+        lines[0] += f" (hosts started with ERL_AFLAGS=`{', '.join(flags)}`)"
     for r in rows:
         lines.append(f"| {r['hosts']} | {r['ours_s']:.2f} | {r['xargs_parallel_s']:.2f} | {r['ours_vs_xargs']} "
                      f"| {r['ours_vs_1host']} | {r['ours_vs_16hosts']} | {r['fixed_cost_s']} "
@@ -762,6 +774,8 @@ def main() -> int:
     p.add_argument("--no-load", action="store_true",
                    help="fleet scaling alone, without the load client (it cannot load 128 hosts on 2 cores), "
                         "ours beside xargs -P at each of --sizes; in results.json as scaling_no_load")
+    p.add_argument("--light-hosts", action="store_true",
+                   help=f"with --no-load: every contender's nodes start with ERL_AFLAGS={LIGHT_HOST_ERL_FLAGS!r}")
     p.add_argument("--only", choices=["deployment-run"],
                    help="run one part alone (its results in results.json; the figures of the other parts stay "
                         "as they were)")
@@ -779,7 +793,8 @@ def main() -> int:
                               f"{platform.platform()}"}
         if args.no_load:
             create_store(moto_url, bucket="bench-noload", name="bench-noload")
-            rows = bench_scaling_no_load(moto_url, work, "bench-noload", sizes, server.pid)
+            rows = bench_scaling_no_load(moto_url, work, "bench-noload", sizes, server.pid,
+                                         LIGHT_HOST_ERL_FLAGS if args.light_hosts else "")
             update_results(Path(args.out), {"scaling_no_load": rows, "scaling_no_load_when": results["when"],
                                             "scaling_no_load_commit": _commit()})
             print(_no_load_lines(rows))

@@ -17,7 +17,7 @@ from hotdeploy.quarantine import quarantine_gate
 from hotdeploy.rehearsal import rehearsal_gate
 from tasks.hosts import plan_host, upgrade_host, upgrade_plan
 from tasks.lock import environment_lock
-from tasks.network import discover_hosts
+from tasks.network import FleetReadAhead
 from tasks.shards import Sharding
 from tasks.store import put_quarantine, read_deploy_inputs
 from tasks.workspace import refuse_unsafe_distribution
@@ -58,6 +58,7 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     params.strategy(strategy)
     env = load_environment(environment)
     store = load_package_store(store_block)
+    fleet = FleetReadAhead(env)        # EC2 is read beside the store
     read = read_deploy_inputs(store, app, version, environment, env.requires_rehearsal)
     vsn, manifest, record = read.version, read.manifest, read.record
     note = rehearsal_gate(app, vsn, env.requires_rehearsal, read.rehearsal, allow_unrehearsed)
@@ -72,9 +73,9 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
                                    env.distribution == "cluster", environment)
         # waves bigger than shard_size run as runs of deploy-shard/<environment> on the pool
         sharding = None if dry_run else Sharding.of(env.shard_size, store, app, environment, vsn, store_block, strategy)
-        with environment_lock(environment, env.lock_timeout_seconds):
+        with environment_lock(environment, env.lock_timeout_seconds) as waited:
             try:
-                outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,
+                outcomes = run_on_fleet(env, fleet.hosts(waited), plan_host if dry_run else upgrade_host,
                                         "plan" if dry_run else "hot-deploy", note=note, plan=plan,
                                         rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
                                         recording=None if dry_run else Recording(store, app, environment),

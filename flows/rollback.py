@@ -14,7 +14,7 @@ from hotdeploy.quarantine import Quarantined
 from hotdeploy.versions import Version
 from tasks.hosts import DowngradePlan, plan_host, upgrade_host
 from tasks.lock import environment_lock
-from tasks.network import discover_hosts
+from tasks.network import FleetReadAhead
 from tasks.store import list_store, read_manifest, read_text, resolve_version
 
 from .fleet import Recording, Rollout, check_deploy, revoke_this_runs_rules, run_on_fleet
@@ -53,6 +53,7 @@ def rollback(app: str, environment: str, to_version: str | None = None,
     params.strategy(strategy)
     env = load_environment(environment)
     store = load_package_store(store_block)
+    fleet = FleetReadAhead(env)        # EC2 is read beside the store
     listing = list_store(store, app)
     published = listing.published
     if to_version is None:
@@ -73,8 +74,8 @@ def rollback(app: str, environment: str, to_version: str | None = None,
         declared[target] = read_manifest(store, app, target).get("supervisors", [])
     plan = DowngradePlan(app, target, down_paths, ran_before or {}, declared, strategy,
                          avoid=tuple(listing.quarantined))
-    with environment_lock(environment, env.lock_timeout_seconds):
-        outcomes = run_on_fleet(env, discover_hosts(env), plan_host if dry_run else upgrade_host,
+    with environment_lock(environment, env.lock_timeout_seconds) as waited:
+        outcomes = run_on_fleet(env, fleet.hosts(waited), plan_host if dry_run else upgrade_host,
                                 "rollback-plan" if dry_run else "rollback", plan=plan,
                                 rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
                                 recording=None if dry_run else Recording(store, app, environment))

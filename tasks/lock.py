@@ -84,10 +84,11 @@ def _run_id() -> str:
 
 @contextmanager
 def environment_lock(environment: str, timeout_seconds: float):
-    """Hold ENVIRONMENT's deploy lock for the block; waits up to
-    TIMEOUT_SECONDS for another run to finish, then fails saying so."""
+    """Hold ENVIRONMENT's deploy lock for the block (as: the seconds it
+    waited); waits up to TIMEOUT_SECONDS for another run to finish, then
+    fails saying so."""
     if environment in dict(_held.get()):
-        yield
+        yield 0.0
         return
     log = get_run_logger()
     name = lock_name(environment)
@@ -105,9 +106,10 @@ def environment_lock(environment: str, timeout_seconds: float):
             f"{timeout_seconds:g} s; nothing was done. If no run is active, free it with "
             f"`prefect gcl update {name} --active-slots 0`") from None
     with held:
-        log.info("holding the deploy lock of environment %s (waited %.1f s)", environment, time.monotonic() - start)
+        waited = time.monotonic() - start
+        log.info("holding the deploy lock of environment %s (waited %.1f s)", environment, waited)
         token = _held.set(_held.get() + ((environment, _run_id()),))
         try:
-            yield
+            yield waited
         finally:
             _held.reset(token)

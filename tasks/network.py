@@ -62,6 +62,35 @@ def discover_hosts(env: DeployEnvironment) -> list[Host]:
     return hosts
 
 
+# Hosts read before the environment's lock are used if the lock was free
+# (waited under this); after a longer wait the fleet may have changed.
+READ_AHEAD_FRESH_S = 5.0
+
+
+def read_ahead_holds(waited_s: float) -> bool:
+    """Whether hosts discovered before a lock wait of WAITED_S seconds are
+    still the fleet to use (pure)."""
+    return waited_s < READ_AHEAD_FRESH_S
+
+
+class FleetReadAhead:
+    """discover_hosts started beside the flow's store read (both only read:
+    a refusal between them changes nothing), saving one EC2 round trip of
+    the fixed cost; hosts() after the lock, read again if the lock made us
+    wait long enough for the fleet to change."""
+
+    def __init__(self, env: DeployEnvironment):
+        self.env = env
+        self.future = discover_hosts.submit(env)
+
+    def hosts(self, waited_s: float) -> list[Host]:
+        early = self.future.result()
+        if read_ahead_holds(waited_s):
+            return early
+        get_run_logger().info("waited %.1f s for the lock: reading the hosts again", waited_s)
+        return discover_hosts(self.env)
+
+
 def _permissions(env: DeployEnvironment) -> list[dict]:
     [group] = _ec2(env).describe_security_groups(GroupIds=[env.security_group_id])["SecurityGroups"]
     return group.get("IpPermissions", [])

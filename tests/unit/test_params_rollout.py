@@ -49,3 +49,9 @@ def test_waves():
 
 def test_stop_rule():
     assert may_continue(0, 0) and not may_continue(1, 0) and may_continue(1, 1)
+
+
+def test_hosts_read_before_the_lock_are_read_again_only_after_a_long_wait():
+    from tasks.network import READ_AHEAD_FRESH_S, read_ahead_holds
+    assert read_ahead_holds(0.0) and read_ahead_holds(READ_AHEAD_FRESH_S - 0.1)
+    assert not read_ahead_holds(READ_AHEAD_FRESH_S) and not read_ahead_holds(600)
