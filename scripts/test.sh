@@ -35,7 +35,7 @@ b=(tests/integration/test_elixir.py tests/integration/test_restart.py tests/inte
    tests/integration/test_setup.py tests/integration/test_new_apps.py)
 c=(tests/integration/test_deploy.py tests/integration/test_deploy_refusals.py
    tests/integration/test_follow_fleet.py tests/integration/test_node_gate.py
-   tests/integration/test_store_integrity.py tests/integration/test_workers.py
+   tests/integration/test_store_integrity.py tests/integration/test_workers.py tests/integration/test_warm_worker.py
    tests/integration/test_node_program.py)
 d=(tests/integration/test_demo.py tests/integration/test_run_ends.py tests/integration/test_rollout.py)
 missing=$(comm -23 <(ls tests/integration/test_*.py | sort) <(printf '%s\n' "${a[@]}" "${b[@]}" "${c[@]}" "${d[@]}" | sort))

@@ -182,14 +182,14 @@ def make_env(prefect_server, moto_url):
 
 
 @contextlib.contextmanager
-def process_worker_on(pool: str, log_path: Path, *options: str):
-    """A `prefect worker start --pool POOL --type process` as the README
-    starts one (polling every second), its output in LOG_PATH; stopped as a
-    service manager would (TERM, then KILL)."""
+def process_worker_on(pool: str, log_path: Path, *options: str, env: dict | None = None):
+    """A `python -m deployments.worker --pool POOL` (the warm process worker)
+    as the README starts one, its output in LOG_PATH, ENV added to its
+    environment; stopped as a service manager would (TERM, then KILL)."""
     with open(log_path, "w") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool,
-                                   "--type", "process", *options], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"}, start_new_session=True)
+        worker = subprocess.Popen([sys.executable, "-m", "deployments.worker", "--pool", pool, *options], cwd=ROOT,
+                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                  start_new_session=True)
         try:
             yield worker
         finally:

@@ -1,0 +1,31 @@
+"""Flows the warm worker's test runs: they say what their process is."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from prefect import flow, get_run_logger
+
+
+def _say_who() -> None:
+    get_run_logger().info("engine pid=%d parent=%d paramiko=%s ours=%s", os.getpid(), os.getppid(),
+                          "paramiko" in sys.modules, "tasks.network" in sys.modules)
+
+
+@flow
+def who_runs() -> None:
+    _say_who()
+    print("printed by the flow", flush=True)    # reaches the worker's output: the child writes to its pipes
+    import tasks.network  # noqa: F401 (our code, imported by the run itself)
+
+
+@flow
+def fails() -> None:
+    raise RuntimeError("this flow fails on purpose")
+
+
+@flow
+def sleeps(seconds: float = 300) -> None:
+    _say_who()
+    time.sleep(seconds)
