@@ -266,8 +266,7 @@ def run(keep: bool, moto_url: str | None) -> int:
         with open(STATE / "deployments.log", "w") as quiet, contextlib.redirect_stdout(quiet):
             names = apply(app_dir=str(repo), app=APP, crash_after_seconds=3 * HEARTBEAT_SECONDS)
         say("deployments: " + ", ".join(names))
-        _spawn("worker", [PY, "-m", "prefect", "worker", "start", "--pool", "hotdeploy", "--type", "process"],
-               env, pids)
+        _spawn("worker", [PY, "-m", "deployments.worker", "--pool", "hotdeploy"], env, pids)
         steps = [_deployment_run(env, "provision-host/staging")]
         served = [h for name in ("staging", "production") for h in fleets[name]["hosts"]]
         before = fleet_view(served)

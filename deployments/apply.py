@@ -156,7 +156,7 @@ def main() -> None:
                       docker_host_block=args.docker_host_block, pool_for=pool_for):
         print(f"deployment {name}")
     for name in sorted({args.pool, *pool_for.values()}):
-        print(f"start a worker: PREFECT_WORKER_QUERY_SECONDS=1 prefect worker start --pool {name} --type process")
+        print(f"start a worker: python -m deployments.worker --pool {name}")
 
 
 if __name__ == "__main__":

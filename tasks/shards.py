@@ -96,7 +96,7 @@ def run_shard(sharding: Sharding, hosts: list[Host], run_id: str, shard: str, co
             if run.start_time is None and time.monotonic() - start > START_TIMEOUT_S:
                 client.set_flow_run_state(run.id, Cancelled(message="no worker took this shard"), force=True)
                 why = (f"not started: no worker of the pool took shard {shard} ({sharding.deployment}) within "
-                       f"{START_TIMEOUT_S:.0f} s; start one (prefect worker start --pool ...)")
+                       f"{START_TIMEOUT_S:.0f} s; start one (python -m deployments.worker --pool ...)")
                 log.error("shard %s: %s", shard, why)
                 return [HostOutcome(h.name, h.address, result="not started", detail=why, shard=shard) for h in hosts]
             time.sleep(POLL_S)

@@ -75,7 +75,7 @@ def test_apply_sends_an_environments_deployments_to_its_own_pool(fresh_server):
                          "--pool-for", "production=prod-net"], cwd=ROOT, env=fresh_server, capture_output=True,
                         text=True, timeout=300)
     assert cp.returncode == 0, cp.stdout + cp.stderr
-    assert "prefect worker start --pool prod-net" in cp.stdout
+    assert "python -m deployments.worker --pool prod-net" in cp.stdout
     # a shard deployment is named for its environment (its runs get their parameters from the deploy)
     rows = [(d["name"], d["parameters"].get("environment", d["name"]), d["work_pool_name"])
             for d in _api(f"{api}/deployments/filter", "POST", {})]
