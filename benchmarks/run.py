@@ -552,12 +552,46 @@ def _run_seconds(run_id: str) -> dict:
     return asyncio.run(read())
 
 
+# The two workers a deployment's runs can start on, each a contender: the
+# README's (our warm worker) and Prefect's own process worker, the baseline.
+WORKERS = {
+    "warm": lambda pool: [sys.executable, "-m", "deployments.worker", "--pool", pool],
+    "plain": lambda pool: [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
+}
+WORKER_NAMES = {"warm": "python -m deployments.worker", "plain": "prefect worker start --type process"}
+
+
+def _idle_worker(kind: str, pool: str, log_path: Path) -> subprocess.Popen:
+    """A worker of KIND on POOL, up and idle (its engine server ready, if it
+    has one), as CI finds it."""
+    worker = subprocess.Popen(WORKERS[kind](pool), cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                              start_new_session=True, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"})
+    deadline = time.monotonic() + 120
+    while kind == "warm" and "ready on" not in log_path.read_text():
+        assert worker.poll() is None and time.monotonic() < deadline, f"the warm worker never got ready: {log_path}"
+        time.sleep(0.2)
+    time.sleep(5)     # polling, idle
+    return worker
+
+
+def _stop(worker: subprocess.Popen) -> None:
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:    # a busy machine: a worker may take longer to wind down
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+
+
 def bench_deployment_run(moto_url: str, work: Path, store: str, repeats: int = 3) -> dict:
-    """The wall time of `prefect deployment run ... --watch` from the shell on
-    an idle process worker (the README's setup: PREFECT_WORKER_QUERY_SECONDS=1),
-    for a `status` run and a known refusal (hot-deploy of a version that is
-    not published), each REPEATS times; beside it the same flow called in a
-    warm Python process (the floor: the flow's own work) and the target."""
+    """The wall time of a deployment run from the shell (`prefect deployment
+    run ... --watch`, and `python -m deployments.run`) on an idle worker
+    polling every second, for a `status` run and a known refusal (hot-deploy
+    of a version that is not published), each REPEATS times, on each worker
+    of WORKERS (each started fresh, runs one after the other); beside it the
+    same flow called in a warm Python process (the floor: the flow's own
+    work) and the target. Keys without a worker prefix are the README's
+    (warm) worker's."""
     import asyncio
 
     from prefect import Flow
@@ -575,40 +609,37 @@ def bench_deployment_run(moto_url: str, work: Path, store: str, repeats: int = 3
     Flow.from_source(source=str(ROOT), entrypoint="flows/deploy.py:hot_deploy").deploy(
         name="bench-refused", parameters=dict(app=APP, environment=fleet.name, version="9.9.9", store_block=store),
         **common)
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type",
-                               "process"], cwd=ROOT, stdout=open(work / "bench-worker.log", "w"),
-                              stderr=subprocess.STDOUT, start_new_session=True,
-                              env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"})
-    row: dict = {"target_s": 5.0, "repeats": repeats}
+    row: dict = {"target_s": 5.0, "repeats": repeats, "workers": list(WORKERS), "commit": _commit(),
+                 "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     try:
-        time.sleep(5)     # the worker is up and polling: idle, as CI finds it
-        for key, name, wanted in (("status", "status/bench", "COMPLETED"),
-                                  ("refusal", "hot-deploy/bench-refused", "FAILED")):
-            for how in RUN_COMMANDS:      # one after the other, each from an idle worker
-                walls, server = [], []
-                for _ in range(repeats):
-                    wall, run_id, final = _shell_run(how, name)
-                    assert final == wanted, f"{name} ({how}) ended {final}, expected {wanted}"
-                    walls.append(wall)
-                    server.append(_run_seconds(run_id) if run_id else {})
-                row[f"{key}_{how}_s"] = round(statistics.median(walls), 2)
-                row[f"{key}_{how}_all_s"] = [round(w, 2) for w in walls]
-                row[f"{key}_{how}_queued_s"] = statistics.median(s.get("queued_s") or 0 for s in server)
-                row[f"{key}_{how}_flow_s"] = statistics.median(s.get("flow_s") or 0 for s in server)
-                log(f"{' '.join(RUN_COMMANDS[how](name)[2:])}: {row[f'{key}_{how}_s']} s median of "
-                    f"{[round(w, 2) for w in walls]} (created to started {row[f'{key}_{how}_queued_s']} s, "
-                    f"flow {row[f'{key}_{how}_flow_s']} s; target <= 5 s)")
+        for kind in WORKERS:
+            prefix = "" if kind == "warm" else f"{kind}_"
+            worker = _idle_worker(kind, pool, work / f"bench-worker-{kind}.log")
+            try:
+                for key, name, wanted in (("status", "status/bench", "COMPLETED"),
+                                          ("refusal", "hot-deploy/bench-refused", "FAILED")):
+                    for how in RUN_COMMANDS:      # one after the other, each from an idle worker
+                        walls, server = [], []
+                        for _ in range(repeats):
+                            wall, run_id, final = _shell_run(how, name)
+                            assert final == wanted, f"{name} ({how}, {kind} worker) ended {final}, expected {wanted}"
+                            walls.append(wall)
+                            server.append(_run_seconds(run_id) if run_id else {})
+                        k = f"{prefix}{key}_{how}"
+                        row[f"{k}_s"] = round(statistics.median(walls), 2)
+                        row[f"{k}_all_s"] = [round(w, 2) for w in walls]
+                        row[f"{k}_queued_s"] = statistics.median(s.get("queued_s") or 0 for s in server)
+                        row[f"{k}_flow_s"] = statistics.median(s.get("flow_s") or 0 for s in server)
+                        log(f"{kind} worker: {' '.join(RUN_COMMANDS[how](name)[2:])}: {row[f'{k}_s']} s median of "
+                            f"{row[f'{k}_all_s']} (created to started {row[f'{k}_queued_s']} s, "
+                            f"flow {row[f'{k}_flow_s']} s; target <= 5 s)")
+            finally:
+                _stop(worker)
         t0 = time.monotonic()
         status(app=APP, environment=fleet.name, store_block=store)
         row["status_in_process_s"] = round(time.monotonic() - t0, 2)
         log(f"status called in a warm process (the floor): {row['status_in_process_s']} s")
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:    # a busy machine: a worker may take longer to wind down
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait(10)
         fleet.stop()
     return row
 
@@ -617,14 +648,19 @@ def _deployment_run_lines(r: dict) -> str:
     def met(x: float) -> str:
         return "yes" if x <= r["target_s"] else "**MISSED**"
     commands = {"watch": "prefect deployment run NAME --watch", "run": "python -m deployments.run NAME"}
+    workers = r.get("workers", ["warm"])
     return "\n".join([
-        "### A deployment run from the shell (idle process worker)", "",
-        "| run | command | wall (s), median | each (s) | created to started (s) | flow (s) | target (s) | met |",
-        "|---|---|---|---|---|---|---|---|",
-        *(f"| {k} | `{commands[how]}` | {r[f'{k}_{how}_s']} | {r[f'{k}_{how}_all_s']} | {r[f'{k}_{how}_queued_s']} "
-          f"| {r[f'{k}_{how}_flow_s']} | <= {r['target_s']} | {met(r[f'{k}_{how}_s'])} |"
-          for k in ("status", "refusal") for how in commands),
-        f"| status called in a warm process (the floor) | | {r['status_in_process_s']} | | | | | |"])
+        "### A deployment run from the shell (idle worker)", "",
+        "| run | worker | command | wall (s), median | each (s) | created to started (s) | flow (s) | target (s) "
+        "| met |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *(f"| {k} | `{WORKER_NAMES[w]}` | `{commands[how]}` | {r[f'{p}{k}_{how}_s']} | {r[f'{p}{k}_{how}_all_s']} "
+          f"| {r[f'{p}{k}_{how}_queued_s']} | {r[f'{p}{k}_{how}_flow_s']} | <= {r['target_s']} "
+          f"| {met(r[f'{p}{k}_{how}_s'])} |"
+          for k in ("status", "refusal") for w in workers for p in ["" if w == "warm" else f"{w}_"]
+          for how in commands),
+        f"| status called in a warm process (the floor) | | | {r['status_in_process_s']} | | | | | |",
+        "", f"Measured on commit {r.get('commit')}, {r.get('when')}."])
 
 
 def against_targets(scaling: list[dict]) -> list[dict]:

@@ -37,6 +37,8 @@ def test_benchmark_runs_and_reports_each_figure_beside_its_baseline(docker_engin
     assert runs["status_watch_s"] > 0 and runs["refusal_watch_s"] > 0 and runs["status_in_process_s"] > 0
     assert runs["status_run_s"] > 0 and runs["refusal_run_s"] > 0
     assert runs["target_s"] == 5.0 and len(runs["status_watch_all_s"]) == runs["repeats"]
+    assert runs["plain_status_watch_s"] > 0 and runs["plain_refusal_run_s"] > 0, "Prefect's own worker beside ours"
     md = (out / "results.md").read_text()
     assert "| step | ours (s) | baseline script (s) |" in md and "### Against the targets" in md
-    assert "| run | command | wall (s), median |" in md and "`python -m deployments.run NAME`" in md
+    assert "| run | worker | command | wall (s), median |" in md and "`python -m deployments.run NAME`" in md
+    assert "`python -m deployments.worker`" in md and "`prefect worker start --type process`" in md
