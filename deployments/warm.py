@@ -239,6 +239,7 @@ def _child(conn: socket.socket, fds: list[int], request: dict) -> int:
 
     code = 0
     try:
+        sys.modules.pop("prefect.engine", None)     # imported by the server: run as __main__ afresh, as -m does
         runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

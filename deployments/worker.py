@@ -19,11 +19,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import warnings
 from pathlib import Path
 
 WARM = Path(__file__).resolve().with_name("warm.py")
 SERVER_START_S = 60.0     # imports on a busy machine; runs meanwhile start cold
+WATCH_S = 2.0             # how often the worker checks that its engine server lives
 
 
 def client_command(socket_path: str) -> str:
@@ -42,6 +45,33 @@ def start_engine_server(socket_path: str) -> subprocess.Popen:
     return server
 
 
+class EngineServer:
+    """The engine server, started again if it dies (runs meanwhile start
+    cold: the client finds no server), until stop()."""
+
+    def __init__(self, socket_path: str):
+        self.socket_path = socket_path
+        self.process = start_engine_server(socket_path)
+        self.stopped = threading.Event()
+        self.watch = threading.Thread(target=self._keep, name="engine-server-watch", daemon=True)
+        self.watch.start()
+
+    def _keep(self) -> None:
+        while not self.stopped.wait(WATCH_S):
+            if self.process.poll() is not None and not self.stopped.is_set():
+                print(f"hotdeploy engine server: exited with {self.process.returncode}; starting it again",
+                      file=sys.stderr, flush=True)
+                self.process = start_engine_server(self.socket_path)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def warm_worker_class(socket_path: str):
     from prefect.workers.process import ProcessJobConfiguration, ProcessWorker
 
@@ -52,8 +82,11 @@ def warm_worker_class(socket_path: str):
                 self.command = client_command(socket_path)
                 self._command_configured = True
 
-    class WarmProcessWorker(ProcessWorker):
-        job_configuration = WarmJobConfiguration
+    with warnings.catch_warnings():     # it takes the "process" type's place in this process: meant
+        warnings.simplefilter("ignore", UserWarning)
+
+        class WarmProcessWorker(ProcessWorker):
+            job_configuration = WarmJobConfiguration
 
     return WarmProcessWorker
 
@@ -75,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")   # before prefect reads its settings
     with tempfile.TemporaryDirectory(prefix="hotdeploy-worker-") as tmp:
         socket_path = os.path.join(tmp, "engine.sock")
-        server = start_engine_server(socket_path)
+        server = EngineServer(socket_path)
         try:
             from prefect.utilities.processutils import setup_signal_handlers_worker
             setup_signal_handlers_worker(os.getpid(), "the warm process worker", print)
@@ -84,11 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 pass
         finally:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            server.stop()
     return 0
 
 

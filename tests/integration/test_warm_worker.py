@@ -170,6 +170,20 @@ def test_a_library_change_starts_that_run_cold_and_restarts_the_server(warm_work
         "the server restarted in place (same process, new imports) and forks again"
 
 
+def test_an_engine_server_that_died_is_started_again_and_forks_the_next_runs(warm_worker):
+    pool, worker, server, _, log = warm_worker
+    readies = log.read_text().count("ready on")
+    os.kill(server, signal.SIGKILL)
+    meanwhile = run(pool, "who_runs")       # cold or warm, depending on when it comes: it completes
+    again = wait_until(lambda: (pid := _find_server(worker.pid)) not in (None, server) and pid, 60,
+                       "the worker started its engine server again")
+    wait_until(lambda: log.read_text().count("ready on") > readies, 120, "the new server got ready")
+    assert ended(meanwhile.id) == "COMPLETED"
+    warm = run(pool, "who_runs")
+    assert ended(warm.id) == "COMPLETED"
+    assert int(who(warm.id)["parent"]) == again
+
+
 def test_with_no_engine_server_the_client_runs_the_engine_cold(tmp_path):
     import subprocess
     import sys
