@@ -248,7 +248,11 @@ def _child(conn: socket.socket, fds: list[int], request: dict) -> int:
         traceback.print_exc()
         code = 1
     try:
-        atexit._run_exitfuncs()       # what a process exit runs: Prefect drains its log and event senders
+        # What the interpreter's exit runs, in its order: join the threads that
+        # are not daemons (a thread pool's hosts finish their step), then the
+        # exit functions (Prefect drains its log and event senders).
+        threading._shutdown()
+        atexit._run_exitfuncs()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
