@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from prefect import get_run_logger, unmapped
+from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.context import get_run_context
@@ -22,6 +22,7 @@ from hotdeploy.canary import FAIL, INCONCLUSIVE
 from tasks.hosts import HostFailed, HostOutcome, gate_description
 
 from . import guard as guard_stage
+from .mapping import alike
 from .guard import Guard
 from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress,
                            revoke_rules_of_run)
@@ -205,8 +206,8 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
                     "shard": f"w{number}-s{n}", "commit": wave_args.get("commit", True)})
                     for n, shard in enumerate(shards, 1)]
             else:
-                params = {"env": unmapped(env), "host": [hosts[i] for i in wave], "run_id": unmapped(run_id),
-                          **{k: unmapped(v) for k, v in wave_args.items()}}
+                params = {"env": alike(env), "host": [hosts[i] for i in wave], "run_id": alike(run_id),
+                          **{k: alike(v) for k, v in wave_args.items()}}
                 futures = list(runner.map(per_host, params))
             index = {id(f): part for f, part in zip(futures, shards or [[i] for i in wave])}
             for future in as_completed(futures):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from prefect import get_run_logger, unmapped
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.input import RunInput
 
@@ -25,6 +25,8 @@ from hotdeploy.canary import FAIL, Limits, Verdict, judge, table
 from hotdeploy.report import markdown_table
 from tasks.hosts import DowngradePlan, HostFailed, HostOutcome, commit_host, inspect_host, observe_host, upgrade_host
 from tasks.remote import Host
+
+from .mapping import alike
 
 WATCH_EVERY_S = 5.0
 
@@ -101,9 +103,9 @@ def canary_verdict(runner, env: DeployEnvironment, guard: Guard, canary: list[Ho
     window = max(guard.soak_s, 2.0)
 
     def sample() -> tuple[Verdict, list[HostOutcome], list[HostOutcome]]:
-        futures = list(runner.map(observe_host, {"env": unmapped(env), "host": upgraded + baseline,
-                                                 "app": unmapped(guard.app), "window_seconds": unmapped(window),
-                                                 "run_id": unmapped(run_id)}))
+        futures = list(runner.map(observe_host, {"env": alike(env), "host": upgraded + baseline,
+                                                 "app": alike(guard.app), "window_seconds": alike(window),
+                                                 "run_id": alike(run_id)}))
         seen = _resolve(futures, upgraded + baseline)
         mine = [o for o in seen[:len(upgraded)] if o.result == "observed" and o.running == guard.version]
         theirs = [o for o in seen[len(upgraded):] if o.result == "observed"]
@@ -188,8 +190,8 @@ def take_back(runner, env: DeployEnvironment, guard: Guard, outcomes: list[HostO
         return
     plan = DowngradePlan(guard.app, "per-host", {guard.version: list(guard.down_to)},
                          {o.host: o.from_version for o, _ in moved if o.from_version}, {}, "auto")
-    futures = list(runner.map(upgrade_host, {"env": unmapped(env), "host": [h for _, h in moved],
-                                             "plan": unmapped(plan), "run_id": unmapped(run_id)}))
+    futures = list(runner.map(upgrade_host, {"env": alike(env), "host": [h for _, h in moved],
+                                             "plan": alike(plan), "run_id": alike(run_id)}))
     for (o, _), back in zip(moved, _resolve(futures, [h for _, h in moved])):
         done = back.result in ("downgraded", "restarted", "already running")
         o.result = "taken back" if done else "failed"
@@ -206,9 +208,9 @@ def commit(runner, env: DeployEnvironment, guard: Guard, outcomes: list[HostOutc
     pending = [(o, h) for o, h in zip(outcomes, hosts) if o.result == "installed"]
     if not pending:
         return []
-    futures = list(runner.map(commit_host, {"env": unmapped(env), "host": [h for _, h in pending],
-                                            "app": unmapped(guard.app), "version": unmapped(guard.version),
-                                            "run_id": unmapped(run_id)}))
+    futures = list(runner.map(commit_host, {"env": alike(env), "host": [h for _, h in pending],
+                                            "app": alike(guard.app), "version": alike(guard.version),
+                                            "run_id": alike(run_id)}))
     failed = []
     for (o, _), done in zip(pending, _resolve(futures, [h for _, h in pending])):
         if done.result == "upgraded":
@@ -232,8 +234,8 @@ def watch(runner, env: DeployEnvironment, guard: Guard, outcomes: list[HostOutco
     until = time.monotonic() + guard.window_s
     while time.monotonic() < until:
         time.sleep(min(WATCH_EVERY_S, max(0.0, until - time.monotonic())))
-        futures = list(runner.map(inspect_host, {"env": unmapped(env), "host": [h for _, h in watched],
-                                                 "app": unmapped(guard.app), "run_id": unmapped(run_id)}))
+        futures = list(runner.map(inspect_host, {"env": alike(env), "host": [h for _, h in watched],
+                                                 "app": alike(guard.app), "run_id": alike(run_id)}))
         for (o, _), now in zip(watched, _resolve(futures, [h for _, h in watched])):
             if now.running != guard.version or (now.pid_after and o.pid_after and now.pid_after != o.pid_after):
                 why = (f"{o.host} restarted during the stability window (pid {o.pid_after} -> {now.pid_after}) and "
