@@ -37,6 +37,7 @@ COLD = [sys.executable, "-m", "prefect.engine"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORWARDED = (signal.SIGTERM, signal.SIGINT)
 HEADER = struct.Struct("!I")
+REQUEST_S = 10.0     # a client sends its request at once
 
 
 def _send(sock: socket.socket, message: dict) -> None:
@@ -178,12 +179,17 @@ def serve(socket_path: str, root: str) -> None:
           f"{len(forgotten)} of ours left to each run)", file=sys.stderr, flush=True)
     while True:
         conn, _ = listener.accept()
+        conn.settimeout(REQUEST_S)     # one server for every run: a client that never asks cannot hold it
+        fds: list[int] = []
         try:
             _, fds, _, _ = socket.recv_fds(conn, 1, 3)
             request = _recv(conn)
         except (OSError, EOFError, ValueError):
             conn.close()
+            for fd in fds:
+                os.close(fd)
             continue
+        conn.settimeout(None)
         changed = stale(dirs)
         if changed:
             _send(conn, {"cold": f"{changed[0]} changed since the server started: restarting it"})
