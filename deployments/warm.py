@@ -55,6 +55,11 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 def _recv(sock: socket.socket) -> dict:
     (size,) = HEADER.unpack(_recv_exactly(sock, HEADER.size))
     return json.loads(_recv_exactly(sock, size))
@@ -186,16 +191,14 @@ def serve(socket_path: str, root: str) -> None:
             request = _recv(conn)
         except (OSError, EOFError, ValueError):
             conn.close()
-            for fd in fds:
-                os.close(fd)
+            _close(fds)
             continue
         conn.settimeout(None)
         changed = stale(dirs)
         if changed:
             _send(conn, {"cold": f"{changed[0]} changed since the server started: restarting it"})
             conn.close()
-            for fd in fds:
-                os.close(fd)
+            _close(fds)
             listener.close()
             os.unlink(socket_path)
             os.execv(sys.executable, [sys.executable, *sys.argv])
@@ -206,8 +209,7 @@ def serve(socket_path: str, root: str) -> None:
             listener.close()
             os._exit(_child(conn, fds, request))
         conn.close()
-        for fd in fds:
-            os.close(fd)
+        _close(fds)
 
 
 def _child(conn: socket.socket, fds: list[int], request: dict) -> int:

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.integration import fleet_checks as check
 from tests.integration.conftest import process_worker_on
+from tests.integration.test_run_ends import wait_for_state
 
 pytestmark = [pytest.mark.integration]
 
@@ -38,18 +39,18 @@ def _processes() -> dict[int, tuple[int, list[str]]]:
     return seen
 
 
-def engine_server(worker_pid: int) -> int:
-    [pid] = [pid for pid, (ppid, argv) in _processes().items()
+def engine_server(worker_pid: int) -> int | None:
+    """The pid of WORKER_PID's engine server, None while there is not exactly one."""
+    found = [pid for pid, (ppid, argv) in _processes().items()
              if ppid == worker_pid and WARM in argv and "--serve" in argv]
-    return pid
+    return found[0] if len(found) == 1 else None
 
 
 def alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
         return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def wait_until(what, seconds: float, why: str):
@@ -60,18 +61,8 @@ def wait_until(what, seconds: float, why: str):
     return got
 
 
-def state_of(run_id) -> str:
-    from prefect.client.orchestration import get_client
-
-    async def read() -> str:
-        async with get_client() as client:
-            return (await client.read_flow_run(run_id)).state.type.value
-    return asyncio.run(read())
-
-
 def ended(run_id, seconds: float = 120) -> str:
-    return wait_until(lambda: (s := state_of(run_id)) in {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"} and s,
-                      seconds, f"run {run_id} did not end within {seconds} s")
+    return wait_for_state(run_id, {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}, seconds)
 
 
 def who(run_id) -> dict:
@@ -98,16 +89,9 @@ def warm_worker(prefect_server, tmp_path_factory):
     library.mkdir()
     log = work / "worker.log"
     with process_worker_on(pool, log, env={"PYTHONPATH": str(library)}) as worker:
-        server = wait_until(lambda: _find_server(worker.pid), 120, "the engine server never started")
+        server = wait_until(lambda: engine_server(worker.pid), 120, "the engine server never started")
         wait_until(lambda: "ready on" in log.read_text(), 120, "the engine server never got ready")
         yield pool, worker, server, library, log
-
-
-def _find_server(worker_pid: int) -> int | None:
-    try:
-        return engine_server(worker_pid)
-    except ValueError:
-        return None
 
 
 def run(pool: str, flow: str, **parameters):
@@ -175,7 +159,7 @@ def test_an_engine_server_that_died_is_started_again_and_forks_the_next_runs(war
     readies = log.read_text().count("ready on")
     os.kill(server, signal.SIGKILL)
     meanwhile = run(pool, "who_runs")       # cold or warm, depending on when it comes: it completes
-    again = wait_until(lambda: (pid := _find_server(worker.pid)) not in (None, server) and pid, 60,
+    again = wait_until(lambda: (pid := engine_server(worker.pid)) not in (None, server) and pid, 60,
                        "the worker started its engine server again")
     wait_until(lambda: log.read_text().count("ready on") > readies, 120, "the new server got ready")
     assert ended(meanwhile.id) == "COMPLETED"
