@@ -132,7 +132,8 @@ def is_ours(path: str | None, root: str) -> bool:
 
 def preload(root: str) -> list[str]:
     """Import what a flow run imports before its first line (the engine, and
-    every library our flows use), then forget our own modules: each run
+    every library our flows use) and load the S3 and EC2 models every deploy
+    reads (tasks/aws.py), then forget our own modules: each run
     imports those from its own code (a checkout updated since, or the code
     a deployment pulls from git), so only libraries are shared. Returns the
     names forgotten."""
@@ -146,6 +147,7 @@ def preload(root: str) -> list[str]:
     from prefect.utilities import dispatch
     for info in pkgutil.iter_modules([os.path.join(root, "flows")]):
         importlib.import_module(f"flows.{info.name}")
+    importlib.import_module("tasks.aws").load_models()   # botocore keeps them: every run's clients in ~15 ms
     ours = sorted(name for name, module in sys.modules.items() if is_ours(getattr(module, "__file__", None), root))
     for name in ours:
         del sys.modules[name]

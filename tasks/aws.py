@@ -4,10 +4,15 @@ fails in seconds instead of hanging a flow for minutes.
 
 One boto3 session per identity (keys, profile, region, role) and flow run,
 whichever block holds it: the store's and the environment's credentials are
-usually the same, loaded twice, and a session costs about 0.15 CPU-s to load
-its models. Per run, not per process: a role's temporary credentials expire,
-and a served flow's process lives long. One client per session, service and
-client parameters (endpoint, config)."""
+usually the same, loaded twice. Per run, not per process: a role's temporary
+credentials expire, and a served flow's process lives long. One client per
+session, service and client parameters (endpoint, config).
+
+The service models (botocore's JSON: about 0.25 CPU-s to load S3's and
+EC2's) are the installed botocore's files, the same for every session: one
+loader holds them for the process, so a second run in a long-lived process
+makes its clients in about 15 ms, and a run forked from the warm engine
+server (deployments/warm.py, which loads them once) never loads them."""
 from __future__ import annotations
 
 import functools
@@ -16,6 +21,7 @@ import json
 import threading
 from typing import Callable
 
+import botocore.loaders
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 from prefect_aws import AwsCredentials
@@ -27,7 +33,8 @@ HELD_MAX = 32         # a long-lived process loads many blocks: stay bounded
 
 _sessions: dict[str, object] = {}                   # run:identity
 _clients: dict[tuple[str, str, str], object] = {}   # (run:identity, service, parameters)
-_lock = threading.Lock()
+_clients_lock = threading.Lock()
+_loaders_lock = threading.Lock()
 
 
 def identity(credentials: AwsCredentials) -> str:
@@ -60,10 +67,44 @@ def _flow_run() -> str:
     return str(flow_run.flow_run.id) if flow_run and flow_run.flow_run else "outside a run"
 
 
+def shared_loader(data_path: str | None):
+    """The process's botocore loader for DATA_PATH (a session's data_path,
+    None for botocore's own). Kept on botocore.loaders, not here: the warm
+    engine server forgets our modules before it forks a run, and its run
+    must still find the models it loaded."""
+    held = botocore.loaders.__dict__.setdefault("hotdeploy_loaders", {})
+    with _loaders_lock:
+        loader = held.get(data_path)
+        if loader is None:
+            loader = held[data_path] = botocore.loaders.create_loader(data_path)
+        return loader
+
+
+def _session(credentials: AwsCredentials):
+    session = credentials.get_boto3_session()
+    core = session._session      # boto3 keeps its botocore session there; components are botocore's public API
+    core.register_component("data_loader", shared_loader(core.get_config_variable("data_path")))
+    return session
+
+
+PRELOADED = ("s3", "ec2")
+
+
+def load_models(services: tuple[str, ...] = PRELOADED) -> None:
+    """Load SERVICES' models into the shared loader, offline (a client is
+    made, nothing is called): the warm engine server's preload."""
+    import boto3
+    session = boto3.session.Session(aws_access_key_id="preload", aws_secret_access_key="preload",
+                                    region_name="us-east-1")
+    session._session.register_component("data_loader", shared_loader(None))
+    for service in services:
+        session.client(service, endpoint_url="http://127.0.0.1:9")
+
+
 def client(credentials: AwsCredentials, service: str):
     who = f"{_flow_run()}:{identity(credentials)}"
     key = (who, service, credentials.aws_client_parameters.model_dump_json())
-    with _lock:   # a boto3 session is not thread-safe; its clients are
+    with _clients_lock:   # a boto3 session is not thread-safe; its clients are
         held = _clients.get(key)
         if held is None:
             if len(_clients) > HELD_MAX or len(_sessions) > HELD_MAX:
@@ -71,7 +112,7 @@ def client(credentials: AwsCredentials, service: str):
                 _sessions.clear()
             session = _sessions.get(who)
             if session is None:
-                session = _sessions[who] = credentials.get_boto3_session()
+                session = _sessions[who] = _session(credentials)
             held = _clients[key] = session.client(service, **client_params(credentials))
         return held
 

@@ -106,6 +106,7 @@ def test_a_run_is_forked_from_the_engine_server_and_ends_as_a_cold_run_would(war
     said = who(done.id)
     assert int(said["parent"]) == server, f"the engine was forked by the server {server}: {said}"
     assert said["paramiko"] == "True", "the libraries come imported"
+    assert said["models"] == "True", "and botocore's S3 and EC2 models loaded"
     assert said["ours"] == "False", "our own code is imported by the run, from its deployment's code"
     wait_until(lambda: "printed by the flow" in log.read_text(), 30, "the flow's output reached the worker")
 

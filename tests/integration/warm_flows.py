@@ -8,9 +8,16 @@ import time
 from prefect import flow, get_run_logger
 
 
+def _models() -> bool:
+    """Whether botocore's EC2 model came loaded (by the server's preload)."""
+    import botocore.loaders
+    loader = getattr(botocore.loaders, "hotdeploy_loaders", {}).get(None)
+    return bool(loader) and any("ec2" in repr(key) for key in loader._cache)
+
+
 def _say_who() -> None:
-    get_run_logger().info("engine pid=%d parent=%d paramiko=%s ours=%s", os.getpid(), os.getppid(),
-                          "paramiko" in sys.modules, "tasks.network" in sys.modules)
+    get_run_logger().info("engine pid=%d parent=%d paramiko=%s ours=%s models=%s", os.getpid(), os.getppid(),
+                          "paramiko" in sys.modules, "tasks.network" in sys.modules, _models())
 
 
 @flow

@@ -45,3 +45,22 @@ def test_our_timeouts_and_single_attempt_apply():
 def test_the_key_holds_no_secret():
     aws.client(_credentials(secret="s3cr3t-value"), "s3")
     assert "s3cr3t-value" not in repr(aws._sessions.keys()) + repr(aws._clients.keys())
+
+
+def test_every_session_reads_the_service_models_through_one_loader():
+    # two identities, two sessions, two runs' worth: one parse of botocore's JSON for the process
+    a, b = aws.client(_credentials(), "s3"), aws.client(_credentials(secret="another"), "s3")
+    assert len(aws._sessions) == 2
+    assert a._loader is b._loader is aws.shared_loader(None)
+
+
+def test_models_loaded_once_are_not_read_again(monkeypatch):
+    aws.load_models()
+    reads = []
+    loader = aws.shared_loader(None)
+    real = type(loader).load_data_with_path
+    monkeypatch.setattr(type(loader), "load_data_with_path",
+                        lambda self, name, *a, **k: reads.append(name) or real(self, name, *a, **k))
+    aws.client(_credentials(secret="a third"), "ec2")
+    aws.client(_credentials(secret="a third"), "s3")
+    assert not [r for r in reads if "ec2" in r or "s3" in r], reads
