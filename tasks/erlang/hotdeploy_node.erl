@@ -51,8 +51,8 @@
 %%%   observe     the signals of a soak, sampled for window_ms, changing
 %%%               nothing: a baseline host beside a canary.
 %%%
-%%% Signals: every soak (and observe) samples, every 100 ms, the app's probe
-%%% path from inside the node (what a client of the host gets: failures and
+%%% Signals: every soak (and observe) samples, every 100 ms (probe_ms), the
+%%% app's probe path from inside the node (what a client of the host gets: failures and
 %%% latency), and every 500 ms the VM (process count, the longest message
 %%% queue, memory, run queue); it counts warning and error log events and the
 %%% children of the app's tree that restarted. The answer carries them as
@@ -83,7 +83,8 @@
                     boot_wait_ms => non_neg_integer(), expected_children => children(),
                     fault => atom(), close => close(), drain_mfa => {atom(), atom(), list()},
                     drain_path => string(), drain_ms => non_neg_integer(),
-                    probe_path => string(), window_ms => non_neg_integer(), commit => boolean(),
+                    probe_path => string(), probe_ms => pos_integer(), window_ms => non_neg_integer(),
+                    commit => boolean(),
                     presumed => boolean()}.
 %% How a gate closes the record an earlier call began: the result written
 %% when it passes (done) and when it fails (failed; none: leave it open).
@@ -1126,7 +1127,7 @@ collect(Acc) ->
 %%--------------------------------------------------------------------
 
 -define(PROBE_MS, 100).
--define(VM_EVERY, 5).
+-define(VM_MS, 500).        % the VM is sampled every 500 ms, whatever the probes' pace
 
 %% The soak's signals, or null when no soak ran (a gate that failed first).
 signals_answer() -> case get(hotdeploy_signals) of undefined -> null; S -> S end.
@@ -1142,8 +1143,8 @@ observe(P) ->
 
 get_errors() -> case get(hotdeploy_errors) of undefined -> []; L -> L end.
 
-%% Sample for MS: the probe path from inside the node every 100 ms, the VM
-%% every 500 ms; log events through the gate's filter (warnings counted by
+%% Sample for MS: the probe path from inside the node every probe_ms (100 ms
+%% unless said: a canary window asks more often), the VM every 500 ms; log events through the gate's filter (warnings counted by
 %% crash_lines), child restarts by comparing the tree's pids.
 signals(P, Ms) ->
     H = maps:get(health, P),
@@ -1152,14 +1153,15 @@ signals(P, Ms) ->
     Errors0 = length(crash_lines()),
     Warn0 = get(hotdeploy_warnings),
     Vm0 = vm(),
-    S = sample(maps:get(port, H), Path, now_ms() + Ms, 0,
+    Every = maps:get(probe_ms, P, ?PROBE_MS),
+    S = sample(maps:get(port, H), Path, Every, now_ms() + Ms, 0,
                #{lat => [], failed => 0, queue => maps:get(queue, Vm0), runq => maps:get(runq, Vm0)}),
     Vm1 = vm(),
     Errors = length(crash_lines()) - Errors0,
     Lat = lists:sort(maps:get(lat, S)),
     N = length(Lat),
     Pct = fun(_, 0) -> null; (Q, _) -> round_ms(lists:nth(max(1, min(N, ceil(Q * N))), Lat)) end,
-    #{window_ms => Ms, probe_path => opt(case Path of none -> null; _ -> Path end), probes => N,
+    #{window_ms => Ms, probe_path => opt(case Path of none -> null; _ -> Path end), probe_ms => Every, probes => N,
       failed => maps:get(failed, S),
       p50_ms => Pct(0.5, N), p99_ms => Pct(0.99, N), max_ms => case Lat of [] -> null; _ -> round_ms(lists:last(Lat)) end,
       warning_events => get(hotdeploy_warnings) - Warn0, error_events => Errors,
@@ -1169,12 +1171,12 @@ signals(P, Ms) ->
       memory_start_mb => maps:get(memory_mb, Vm0), memory_end_mb => maps:get(memory_mb, Vm1),
       run_queue_max => max(maps:get(runq, S), maps:get(runq, Vm1))}.
 
-sample(_, none, Until, _, Acc) ->
+sample(_, none, _, Until, _, Acc) ->
     %% no endpoint to probe (the node-only gate): the VM and the events only
     timer:sleep(max(0, Until - now_ms())),
     Vm = vm(),
     Acc#{queue := max(maps:get(queue, Acc), maps:get(queue, Vm)), runq := max(maps:get(runq, Acc), maps:get(runq, Vm))};
-sample(Port, Path, Until, I, Acc) ->
+sample(Port, Path, Every, Until, I, Acc) ->
     case now_ms() >= Until of
         true -> Acc;
         false ->
@@ -1186,14 +1188,14 @@ sample(Port, Path, Until, I, Acc) ->
             Us = erlang:monotonic_time(microsecond) - T0,
             Acc1 = Acc#{lat := [Us | maps:get(lat, Acc)],
                         failed := maps:get(failed, Acc) + case Ok of true -> 0; false -> 1 end},
-            Acc2 = case (I + 1) rem ?VM_EVERY of
+            Acc2 = case (I + 1) rem max(1, ?VM_MS div Every) of
                        0 -> Vm = vm(),
                             Acc1#{queue := max(maps:get(queue, Acc1), maps:get(queue, Vm)),
                                   runq := max(maps:get(runq, Acc1), maps:get(runq, Vm))};
                        _ -> Acc1
                    end,
-            timer:sleep(max(0, ?PROBE_MS - Us div 1000)),
-            sample(Port, Path, Until, I + 1, Acc2)
+            timer:sleep(max(0, Every - Us div 1000)),
+            sample(Port, Path, Every, Until, I + 1, Acc2)
     end.
 
 round_ms(Us) -> round(Us / 100) / 10.

@@ -23,6 +23,14 @@ def test_a_baseline_host_is_observed_without_a_change(node):
     assert node.get("/api/public/state").startswith("hits="), "the probes reached the app"
 
 
+def test_a_canary_window_probes_at_the_pace_it_is_given(node):
+    answer = node.call("observe", window_ms=1000, probe_path="/", probe_ms=20, **node.gate())
+    s = answer["signals"]
+    # a probe every 20 ms: five times the soak's pace, never more than the window holds
+    assert answer["result"] == "done" and s["probe_ms"] == 20 and 15 <= s["probes"] <= 51, s
+    assert s["failed"] == 0 and s["processes_end"] > 50, "the VM is still sampled (every 500 ms)"
+
+
 def test_a_slower_release_shows_in_the_soak(node, releases):
     v1 = releases.v1
     slow = releases.get("slow-endpoint", "1.0.2", v1)
