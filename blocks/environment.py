@@ -82,14 +82,18 @@ class DeployEnvironment(Block):
                                                                        "this times the baseline's (or "
                                                                        "canary_latency_slack_ms above it); its p99 "
                                                                        "twice this, with 10x the slack, judged "
-                                                                       "with 100 probes a side or more")
+                                                                       "with 300 probes a side or more")
     canary_latency_slack_ms: float = Field(default=5.0, ge=0, description="latency differences below this are "
                                                                           "noise")
     canary_error_rate_diff: float = Field(default=0.02, ge=0, description="a canary's share of failed probes may "
                                                                           "be at most this above the baseline's")
     canary_process_growth: float = Field(default=0.25, ge=0, description="a canary's process count may grow at "
                                                                          "most this much more than the baseline's")
-    canary_min_probes: int = Field(default=10, ge=1, description="fewer probes on either side: inconclusive")
+    canary_min_probes: int = Field(default=30, ge=1, description="fewer probes on either side: inconclusive (at "
+                                   "30, a release failing one request in ten fails at least one probe 95 % of the time)")
+    canary_probe_ms: int = Field(default=20, ge=5, description="how often the canary window probes each host from "
+                                 "inside the node (a soak probes every 100 ms): 20 ms gives about 100 probes a host "
+                                 "in a 2 s window")
     canary_inconclusive: Literal["continue", "stop", "ask"] = Field(
         default="continue", description="when the canary verdict is inconclusive: go on, stop (take the canary "
                                         "back), or ask for an approval")

@@ -22,9 +22,12 @@ class Limits:
                                        # one slow sample moves it): twice the ratio, ten times the slack
     error_rate_diff: float = 0.02      # canary failed/probes at most this above the baseline's
     process_growth: float = 0.25       # canary process count growth at most this above the baseline's
-    min_probes: int = 10               # fewer on either side: inconclusive
-    p99_min_probes: int = 100          # p99 judged only with this many probes a side: with fewer it is
-                                       # the single slowest probe (one GC pause, one descheduled moment)
+    min_probes: int = 30               # fewer on either side: no pass, inconclusive (with 10, a release failing
+                                       # one request in ten passed a third of the time: 0.9^10 = 0.35; with 30,
+                                       # 0.04). A fail needs less: see judge
+    p50_min_probes: int = 5            # p50 judged with this many probes a side: a slow release makes few
+    p99_min_probes: int = 300          # p99 judged only with this many probes a side: with fewer it is one
+                                       # of the two or three slowest probes (a GC pause, a descheduled moment)
 
 
 @dataclass
@@ -60,16 +63,31 @@ def aggregate(signals: list[dict]) -> dict:
 
 def judge(canary: list[dict], baseline: list[dict], limits: Limits = Limits()) -> Verdict:
     """PASS, FAIL (with every limit crossed, in words and figures) or
-    INCONCLUSIVE (no baseline, or too few probes to tell)."""
+    INCONCLUSIVE (no baseline, or too few probes to pass).
+
+    Evidence is asymmetric: failed probes or a slower median are seen in a
+    few probes (a slow release makes few: each probe waits for it), and a
+    fail is sampled again before it takes the canary back; but a pass needs
+    min_probes a side, or a release failing one request in ten passes when
+    its few probes happen to miss the failures."""
     c, b = aggregate(canary), aggregate(baseline)
     figures = {"canary": c, "baseline": b, "limits": limits.__dict__}
     if not c["hosts"] or not b["hosts"]:
         return Verdict(INCONCLUSIVE, [f"no {'baseline' if c['hosts'] else 'canary'} host was sampled"], figures)
+    reasons = _crossed(c, b, limits)
+    if reasons:
+        return Verdict(FAIL, reasons, figures)
     if c["probes"] < limits.min_probes or b["probes"] < limits.min_probes:
-        return Verdict(INCONCLUSIVE, [f"too few probes to tell ({c['probes']} canary, {b['probes']} baseline; "
-                                      f"{limits.min_probes} needed each: a longer soak gives more)"], figures)
+        return Verdict(INCONCLUSIVE, [f"too few probes to pass ({c['probes']} canary, {b['probes']} baseline; "
+                                      f"{limits.min_probes} needed each: a longer soak or a shorter "
+                                      f"canary_probe_ms gives more)"], figures)
+    return Verdict(PASS, [], figures)
+
+
+def _crossed(c: dict, b: dict, limits: Limits) -> list[str]:
+    """Every limit the canary side C crosses against the baseline B."""
     reasons = []
-    if c["error_rate"] - b["error_rate"] > limits.error_rate_diff:
+    if c["probes"] and b["probes"] and c["error_rate"] - b["error_rate"] > limits.error_rate_diff:
         reasons.append(f"errors: {c['failed']} of {c['probes']} probes failed ({c['error_rate']:.1%}) against "
                        f"{b['failed']} of {b['probes']} ({b['error_rate']:.1%}) on the baseline (limit "
                        f"+{limits.error_rate_diff:.1%})")
@@ -77,7 +95,7 @@ def judge(canary: list[dict], baseline: list[dict], limits: Limits = Limits()) -
                             ("p99", 2 * limits.latency_ratio, 10 * limits.latency_slack_ms)):
         mine, theirs = c[f"{q}_ms"], b[f"{q}_ms"]
         if mine is None or theirs is None or \
-                (q == "p99" and min(c["probes"], b["probes"]) < limits.p99_min_probes):
+                min(c["probes"], b["probes"]) < (limits.p99_min_probes if q == "p99" else limits.p50_min_probes):
             continue
         allowed = max(theirs * ratio, theirs + slack)
         if mine > allowed:
@@ -91,7 +109,7 @@ def judge(canary: list[dict], baseline: list[dict], limits: Limits = Limits()) -
             c["process_growth"] - b["process_growth"] > limits.process_growth:
         reasons.append(f"processes: +{c['process_growth']:.0%} during the soak against "
                        f"{b['process_growth']:+.0%} on the baseline (limit +{limits.process_growth:.0%})")
-    return Verdict(FAIL if reasons else PASS, reasons, figures)
+    return reasons
 
 
 def table(verdict: Verdict) -> list[dict]:

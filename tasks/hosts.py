@@ -306,7 +306,8 @@ def observe_host(env: DeployEnvironment, host: Host, app: str, window_seconds: f
     conn = _connect(env, host, outcome, unreachable="unreachable")
     try:
         answer = ask_node(conn, env, _params(env, app, "observe", window_ms=int(window_seconds * 1000),
-                                             **_gate_params(env)), int(window_seconds + 30))
+                                             probe_ms=env.canary_probe_ms, **_gate_params(env)),
+                          int(window_seconds + 30))
         outcome.from_version = outcome.to_version = outcome.running = answer.get("running")
         outcome.pid_before = outcome.pid_after = answer.get("pid_after")
         outcome.signals = answer.get("signals")

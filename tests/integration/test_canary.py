@@ -39,7 +39,8 @@ def test_a_slower_release_and_one_that_answers_errors_stop_at_the_canary_and_are
     from tests.integration.test_deploy import _latest_artifact
     block, client, bucket = copy_store(releases, moto_url, ["v1", "v2"])
     v2 = releases.versions["v2"]
-    # 4 s windows: enough probes (10 a side) with the slow variant's 100 ms, on a busy machine too
+    # 4 s windows: the slow variant answers in 100 ms, so its canary makes 40 probes at most (a fail
+    # needs 5 a side, a pass 30)
     env = make_env(3, canary=1, wave_size="100%", probe_path="/", health_soak_seconds=4.0)
     provision(env, block, v2)
     pids = [check.beam_pid(h) for h in env.fleet.hosts]
