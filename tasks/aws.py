@@ -80,11 +80,15 @@ def shared_loader(data_path: str | None):
         return loader
 
 
-def _session(credentials: AwsCredentials):
-    session = credentials.get_boto3_session()
+def _sharing_models(session):
+    """SESSION (boto3's) reading its models through the process's loader."""
     core = session._session      # boto3 keeps its botocore session there; components are botocore's public API
     core.register_component("data_loader", shared_loader(core.get_config_variable("data_path")))
     return session
+
+
+def _session(credentials: AwsCredentials):
+    return _sharing_models(credentials.get_boto3_session())
 
 
 PRELOADED = ("s3", "ec2")
@@ -94,9 +98,8 @@ def load_models(services: tuple[str, ...] = PRELOADED) -> None:
     """Load SERVICES' models into the shared loader, offline (a client is
     made, nothing is called): the warm engine server's preload."""
     import boto3
-    session = boto3.session.Session(aws_access_key_id="preload", aws_secret_access_key="preload",
-                                    region_name="us-east-1")
-    session._session.register_component("data_loader", shared_loader(None))
+    session = _sharing_models(boto3.session.Session(aws_access_key_id="preload", aws_secret_access_key="preload",
+                                                    region_name="us-east-1"))
     for service in services:
         session.client(service, endpoint_url="http://127.0.0.1:9")
 

@@ -1144,16 +1144,17 @@ observe(P) ->
 get_errors() -> case get(hotdeploy_errors) of undefined -> []; L -> L end.
 
 %% Sample for MS: the probe path from inside the node every probe_ms (100 ms
-%% unless said: a canary window asks more often), the VM every 500 ms; log events through the gate's filter (warnings counted by
-%% crash_lines), child restarts by comparing the tree's pids.
+%% unless said: a canary window asks more often), the VM every 500 ms; log
+%% events through the gate's filter (warnings counted by crash_lines), child
+%% restarts by comparing the tree's pids.
 signals(P, Ms) ->
+    Every = probe_ms(P),
     H = maps:get(health, P),
     Path = case maps:get(probe_path, P, maps:get(path, H)) of "" -> none; Given -> Given end,
     Pids0 = child_pids(P),
     Errors0 = length(crash_lines()),
     Warn0 = get(hotdeploy_warnings),
     Vm0 = vm(),
-    Every = maps:get(probe_ms, P, ?PROBE_MS),
     S = sample(maps:get(port, H), Path, Every, now_ms() + Ms, 0,
                #{lat => [], failed => 0, queue => maps:get(queue, Vm0), runq => maps:get(runq, Vm0)}),
     Vm1 = vm(),
@@ -1170,6 +1171,13 @@ signals(P, Ms) ->
       max_queue => max(maps:get(queue, S), maps:get(queue, Vm1)),
       memory_start_mb => maps:get(memory_mb, Vm0), memory_end_mb => maps:get(memory_mb, Vm1),
       run_queue_max => max(maps:get(runq, S), maps:get(runq, Vm1))}.
+
+%% The probes' pace, checked before any probe: a caller's mistake is said, not a badarith.
+probe_ms(P) ->
+    case maps:get(probe_ms, P, ?PROBE_MS) of
+        Ms when is_integer(Ms), Ms > 0 -> Ms;
+        Other -> fail(observe, "probe_ms must be a whole number of milliseconds above 0, not ~0p", [Other])
+    end.
 
 sample(_, none, _, Until, _, Acc) ->
     %% no endpoint to probe (the node-only gate): the VM and the events only

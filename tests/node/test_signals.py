@@ -31,6 +31,12 @@ def test_a_canary_window_probes_at_the_pace_it_is_given(node):
     assert s["failed"] == 0 and s["processes_end"] > 50, "the VM is still sampled (every 500 ms)"
 
 
+def test_a_probe_pace_that_is_not_a_pace_is_refused_in_words(node):
+    answer = node.call("observe", window_ms=1000, probe_path="/", probe_ms=0, **node.gate())
+    assert answer["result"] == "failed" and answer["step"] == "observe", answer
+    assert answer["detail"] == "probe_ms must be a whole number of milliseconds above 0, not 0", answer
+
+
 def test_a_slower_release_shows_in_the_soak(node, releases):
     v1 = releases.v1
     slow = releases.get("slow-endpoint", "1.0.2", v1)
