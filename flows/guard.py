@@ -239,7 +239,8 @@ def watch(runner, env: DeployEnvironment, guard: Guard, outcomes: list[HostOutco
         for (o, _), now in zip(watched, _resolve(futures, [h for _, h in watched])):
             if now.running != guard.version or (now.pid_after and o.pid_after and now.pid_after != o.pid_after):
                 why = (f"{o.host} restarted during the stability window (pid {o.pid_after} -> {now.pid_after}) and "
-                       f"runs {now.running or 'nothing'}" if now.running else f"{o.host} does not answer: {now.detail}")
+                       f"runs {now.running or 'nothing'}" if now.running else
+                       f"{o.host} stopped answering during the stability window: {now.detail}")
                 log.warning("stability window broken: %s", why)
                 event("window.broken", guard, host=o.host, detail=why)
                 return why

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 import uuid
@@ -113,7 +114,9 @@ def test_a_node_that_stops_inside_the_stability_window_takes_the_whole_environme
         state = hot_deploy(app=APP, environment=env.name, version=halts, store_block=block, return_state=True)
     finally:
         stop.set()
-    assert state.is_failed() and "restarted during the stability window" in state.message, state.message
+    # the window's ask may find the node down (stopped, not started again yet) or restarted: both end it
+    assert state.is_failed() and re.search(r"(restarted|stopped answering) during the stability window",
+                                           state.message), state.message
     # counted, not timed: the window asks both nodes every 5 s, 240 asks in 600 s
     asks = [n for n in check.task_runs(state.state_details.flow_run_id, until=bool) if n.startswith("status-")]
     assert 0 < len(asks) < 120, f"the window ends when a node restarts, not at its end: {len(asks)} asks"
