@@ -99,8 +99,15 @@ class DeployEnvironment(Block):
                                         "back), or ask for an approval")
     approval: bool = Field(default=False, description="after the canary, wait for an approval in the UI (approve "
                                                       "or take back) before the other waves")
-    approval_timeout_seconds: float = Field(default=3600, gt=0, description="an approval not given by then takes "
-                                                                            "the canary back")
+    approval_timeout_seconds: float = Field(default=3600, gt=0, le=82800,
+                                            description="an approval not given by then takes the canary back "
+                                                        "(at most 23 h: the lock a suspended run keeps is a "
+                                                        "Prefect lease, a day at most)")
+    approval_hold_seconds: float = Field(default=300, ge=0,
+                                         description="an approval waits this long in the run's process; past it "
+                                                     "a run from a deployment is suspended (its process ends, its "
+                                                     "worker slot is free, the environment stays locked) and "
+                                                     "starts again on its pool when answered")
     commit_after_seconds: float = Field(default=0, ge=0, description="keep every host's new release installed "
                                                                      "but not permanent this long, watching; a node "
                                                                      "that restarts meanwhile takes the whole "

@@ -11,11 +11,13 @@ from prefect import flow
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
 from hotdeploy import params, quarantine
+from hotdeploy.awaiting import Awaiting, canary_first
 from hotdeploy.edges import RESTART, read_edges
 from hotdeploy.hostplan import refuse_restarts
 from hotdeploy.quarantine import quarantine_gate
 from hotdeploy.rehearsal import rehearsal_gate
 from tasks.hosts import plan_host, upgrade_host, upgrade_plan
+from tasks.awaiting import read_awaiting
 from tasks.lock import environment_lock
 from tasks.network import FleetReadAhead
 from tasks.shards import Sharding
@@ -57,6 +59,10 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     check_deploy(app, environment, store_block, version, canary, wave_size, max_failed_hosts)
     params.strategy(strategy)
     env = load_environment(environment)
+    # a run that suspended for an approval starts again from here: it goes on after its canary
+    resumed = resumed_run(env, environment, dry_run)
+    if resumed:
+        version, canary = resumed.version, len(resumed.canary)
     store = load_package_store(store_block)
     fleet = FleetReadAhead(env)        # EC2 is read beside the store
     read = read_deploy_inputs(store, app, version, environment, env.requires_rehearsal)
@@ -73,13 +79,18 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
                                    env.distribution == "cluster", environment)
         # waves bigger than shard_size run as runs of deploy-shard/<environment> on the pool
         sharding = None if dry_run else Sharding.of(env.shard_size, store, app, environment, vsn, store_block, strategy)
-        with environment_lock(environment, env.lock_timeout_seconds) as waited:
+        with environment_lock(environment, env.lock_timeout_seconds,
+                              kept_lease=resumed.lease_id if resumed else None) as waited:
+            hosts = fleet.hosts(waited)
+            if resumed:
+                hosts = [hosts[i] for i in canary_first([h.name for h in hosts], resumed)]
             try:
-                outcomes = run_on_fleet(env, fleet.hosts(waited), plan_host if dry_run else upgrade_host,
+                outcomes = run_on_fleet(env, hosts, plan_host if dry_run else upgrade_host,
                                         "plan" if dry_run else "hot-deploy", note=note, plan=plan,
                                         rollout=Rollout.of(env, canary, wave_size, max_failed_hosts),
                                         recording=None if dry_run else Recording(store, app, environment),
-                                        guard=None if dry_run else Guard.of(env, app, vsn, manifest.get("down_to", [])),
+                                        guard=None if dry_run else Guard.of(env, app, vsn, manifest.get("down_to", []),
+                                                                            environment, resumed),
                                         sharding=sharding)
             except FleetFailed as failure:
                 why = quarantine_reason(failure)
@@ -87,6 +98,15 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
                     put_quarantine(store, app, vsn, quarantine.record(why, environment, current_run_id(), _now()))
                 raise
     return [o.as_row() for o in outcomes]
+
+
+def resumed_run(env, environment: str, dry_run: bool) -> Awaiting | None:
+    """What this run kept when it suspended for an approval, if it did (only
+    an environment that may ask for one is looked at: one call to Prefect)."""
+    if dry_run or not (env.approval or env.canary_inconclusive == "ask"):
+        return None
+    awaiting = read_awaiting(environment)
+    return awaiting if awaiting and awaiting.run_id == current_run_id() else None
 
 
 def _now() -> str:

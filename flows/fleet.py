@@ -10,6 +10,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.context import get_run_context
+from prefect.exceptions import Pause
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.environment import DeployEnvironment
@@ -198,6 +199,13 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
                      ", ".join(hosts[i].name for i in wave))
             wave_args = {**args, "commit": not (judged or guard.deferred)} if guard else args
             shards = plan_shards(wave, sharding.size, judged) if sharding else None
+            if judged and guard.awaiting:
+                # resumed after an approval: the canary was upgraded before the suspension
+                for i, row in zip(wave, guard.awaiting.canary):
+                    settle(i, HostOutcome(**row), number)
+                stopped = _after_canary(runner, env, guard, [outcomes[i] for i in wave], [hosts[i] for i in wave],
+                                        [], run_id, title)
+                continue
             if shards:
                 log.info("%s: wave %d as %d shard(s) of at most %d host(s) on the pool", title, number,
                          len(shards), sharding.size)
@@ -248,16 +256,21 @@ def _after_canary(runner, env: DeployEnvironment, guard: Guard, canary: list[Hos
     """The canary's verdict, and the approval the environment asks for: why
     the deploy stops, or None to go on (the canary made permanent unless a
     stability window holds it)."""
-    verdict = guard_stage.canary_verdict(runner, env, guard, canary, where, baseline, run_id, title)
-    if verdict.outcome == FAIL:
-        return verdict.line()
-    ask = guard.approval or (verdict.outcome == INCONCLUSIVE and guard.inconclusive == "ask")
-    if verdict.outcome == INCONCLUSIVE and guard.inconclusive == "stop":
-        return verdict.line()
-    if ask:
-        approved, why = guard_stage.ask_approval(guard, verdict)
+    if guard.awaiting:
+        approved, why = guard_stage.answered(guard)
         if not approved:
             return why
+    else:
+        verdict = guard_stage.canary_verdict(runner, env, guard, canary, where, baseline, run_id, title)
+        if verdict.outcome == FAIL:
+            return verdict.line()
+        ask = guard.approval or (verdict.outcome == INCONCLUSIVE and guard.inconclusive == "ask")
+        if verdict.outcome == INCONCLUSIVE and guard.inconclusive == "stop":
+            return verdict.line()
+        if ask:
+            approved, why = guard_stage.ask_approval(env, guard, verdict, canary)
+            if not approved:
+                return why
     if not guard.deferred:
         for bad in guard_stage.commit(runner, env, guard, canary, where, run_id):
             return f"{bad.host} could not be made permanent: {bad.detail}"
@@ -353,6 +366,9 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
         # under the environment's lock: any other run's rule is dead, and goes first
         rule = authorize_ingress(env, deployer_cidr(env, hosts[0]), run_id)
         outcomes, stopped = _map_bounded(env, hosts, per_host, args, run_id, title, rollout, guard, sharding)
+    except Pause:       # suspended for an approval: its rule is revoked already (flows/guard.py)
+        rule = None
+        raise
     finally:
         # The per-host outcomes are shown first: an error in the cleanup
         # (EC2 unreachable at revoke) must not hide what happened on the hosts,

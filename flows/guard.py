@@ -21,6 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.input import RunInput
 
 from blocks.environment import DeployEnvironment
+from hotdeploy.awaiting import Awaiting
 from hotdeploy.canary import FAIL, Limits, Verdict, judge, table
 from hotdeploy.report import markdown_table
 from tasks.hosts import DowngradePlan, HostFailed, HostOutcome, commit_host, inspect_host, observe_host, upgrade_host
@@ -45,14 +46,23 @@ class Guard:
     window_s: float               # commit_after_seconds
     soak_s: float                 # the soak: the canary verdict's window (2 s at least)
     down_to: tuple[str, ...]      # where the release's relup goes down to (hot take-back)
+    lock: str = ""                # the environment's block name: its lock
+    hold_s: float = 0.0           # how long an approval waits in this process before the run suspends
+    awaiting: Awaiting | None = None   # this run resumed after a suspension: its canary and its answer's key
 
     @classmethod
-    def of(cls, env: DeployEnvironment, app: str, version: str, down_to: list[str]) -> "Guard":
+    def of(cls, env: DeployEnvironment, app: str, version: str, down_to: list[str], lock: str = "",
+           awaiting: Awaiting | None = None) -> "Guard":
         return cls(app, version, env.environment_tag,
                    Limits(env.canary_latency_ratio, env.canary_latency_slack_ms, env.canary_error_rate_diff,
                           env.canary_process_growth, env.canary_min_probes),
                    env.canary_inconclusive, env.approval, env.approval_timeout_seconds, env.commit_after_seconds,
-                   env.health_soak_seconds, tuple(down_to))
+                   env.health_soak_seconds, tuple(down_to), lock, env.approval_hold_seconds, awaiting)
+
+    @property
+    def may_ask(self) -> bool:
+        """Whether this deploy may wait for an approval (and so suspend)."""
+        return self.approval or self.inconclusive == "ask"
 
     @property
     def deferred(self) -> bool:
@@ -130,9 +140,12 @@ def canary_verdict(runner, env: DeployEnvironment, guard: Guard, canary: list[Ho
     return verdict
 
 
-def ask_approval(guard: Guard, verdict: Verdict) -> tuple[bool, str]:
-    """Pause for an approval in the UI (the canary's figures in the form);
-    returns (approved, why). A timeout is a refusal."""
+def ask_approval(env: DeployEnvironment, guard: Guard, verdict: Verdict,
+                 canary: list[HostOutcome]) -> tuple[bool, str]:
+    """Wait for an approval in the UI (the canary's figures in the form);
+    returns (approved, why). A timeout is a refusal. The wait holds this
+    process for guard.hold_s; past it, a run from a deployment suspends (see
+    suspend_for_approval) and, resumed, reads its answer in answered()."""
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
     log = get_run_logger()
@@ -145,18 +158,96 @@ def ask_approval(guard: Guard, verdict: Verdict) -> tuple[bool, str]:
     log.warning("waiting for an approval of %s %s on %s (up to %d s): approve or take back at %s",
                 guard.app, guard.version, guard.environment, guard.approval_timeout_s, _run_url())
     event("approval.waiting", guard, verdict=verdict.outcome)
+    hold = guard.approval_timeout_s if not _may_suspend() else min(guard.hold_s, guard.approval_timeout_s)
+    started = time.monotonic()
     try:
+        if hold < 1:
+            raise FlowPauseTimeout
         answer = pause_flow_run(wait_for_input=Approval.with_initial_data(description=description, approve=False),
-                                timeout=int(guard.approval_timeout_s), poll_interval=2)
+                                timeout=int(hold), poll_interval=2)
     except FlowPauseTimeout:
-        _running_again()
+        if hold >= 1:
+            _running_again()
+        if hold < guard.approval_timeout_s:
+            suspend_for_approval(env, guard, description, canary,
+                                 guard.approval_timeout_s - (time.monotonic() - started))
         event("approval.timeout", guard)
         return False, f"no approval within {guard.approval_timeout_s:g} s"
+    return _said(guard, answer)
+
+
+def _said(guard: Guard, answer: Approval) -> tuple[bool, str]:
     event("approval.given" if answer.approve else "approval.refused", guard, comment=answer.comment)
     if answer.approve:
-        log.info("approved%s", f": {answer.comment}" if answer.comment else "")
+        get_run_logger().info("approved%s", f": {answer.comment}" if answer.comment else "")
         return True, answer.comment
     return False, "approval refused" + (f": {answer.comment}" if answer.comment else "")
+
+
+def _may_suspend() -> bool:
+    """Only a run of a deployment can be suspended (a worker starts it again),
+    and not one inside another flow (a rehearsal's deploy)."""
+    from prefect.context import FlowRunContext
+    run = FlowRunContext.get().flow_run
+    return run.deployment_id is not None and run.parent_task_run_id is None
+
+
+def suspend_for_approval(env: DeployEnvironment, guard: Guard, description: str, canary: list[HostOutcome],
+                         left_s: float) -> None:
+    """End this run's process until the approval is answered: the lock is
+    kept past the deadline (no other deploy comes between the canary and the
+    rest), what the resumed run needs is kept beside it, a sweep run is
+    scheduled at the deadline to answer a timeout, and the SSH rule is
+    revoked first (the resumed run opens its own; nothing of this process
+    runs once it is Suspended). Raises Prefect's Pause: the run is
+    Suspended, its worker slot free."""
+    from datetime import datetime, timezone
+
+    from prefect.flow_runs import suspend_flow_run
+
+    from hotdeploy.awaiting import Awaiting, deadline, kept_lease_seconds
+    from tasks.awaiting import schedule_sweep, write_awaiting
+    from tasks.lock import MAX_LEASE_SECONDS, keep_lock
+    from tasks.network import revoke_rules_of_run
+    log = get_run_logger()
+    for rule in revoke_rules_of_run(env, _run_id()):
+        log.info("revoked tcp/%d from %s while suspended", rule.port, rule.cidr)
+    now = datetime.now(timezone.utc)
+    lease = keep_lock(guard.lock, kept_lease_seconds(left_s, MAX_LEASE_SECONDS))
+    key = "approval"       # input keys take letters, digits and dashes: not a version
+    until = deadline(now, left_s)
+    write_awaiting(Awaiting(_run_id(), guard.app, guard.version, guard.lock, lease, key, until,
+                            guard.approval_timeout_s, tuple(o.as_row() for o in canary)))
+    sweep = schedule_sweep(guard.lock, datetime.fromisoformat(until))
+    log.warning("suspending until the approval is answered (by %s): this run's process ends and its worker slot "
+                "is free; environment %s stays locked. %s", until, guard.lock,
+                f"A sweep run at {until} takes the canary back if nobody answers" if sweep else
+                "No sweep-ingress/all deployment: a sweep run after the deadline takes the canary back")
+    event("approval.suspended", guard, deadline=until)
+    suspend_flow_run(wait_for_input=Approval.with_initial_data(description=description, approve=False), key=key,
+                     timeout=None)
+
+
+def answered(guard: Guard) -> tuple[bool, str]:
+    """The answer a resumed run was given (approved, why): an answer after
+    the deadline is a timeout, whoever gave it."""
+    from datetime import datetime, timezone
+
+    from prefect.flow_runs import suspend_flow_run
+
+    from tasks.awaiting import clear_awaiting
+    awaiting = guard.awaiting
+    answer = suspend_flow_run(wait_for_input=Approval, key=awaiting.key)   # fired already: returns the input
+    clear_awaiting(guard.lock)
+    if awaiting.expired(datetime.now(timezone.utc)):
+        event("approval.timeout", guard)
+        return False, f"no approval within {awaiting.timeout_s:g} s"
+    return _said(guard, answer)
+
+
+def _run_id() -> str:
+    from prefect.context import get_run_context
+    return str(get_run_context().flow_run.id)
 
 
 def _running_again() -> None:

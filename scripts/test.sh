@@ -33,7 +33,7 @@ a=(tests/unit tests/integration/test_benchmarks.py
 b=(tests/integration/test_elixir.py tests/integration/test_restart.py tests/integration/test_canary.py
    tests/integration/test_outages.py tests/integration/test_rehearsal.py
    tests/integration/test_setup.py tests/integration/test_new_apps.py)
-c=(tests/integration/test_deploy.py tests/integration/test_deploy_refusals.py
+c=(tests/integration/test_approval_suspend.py tests/integration/test_deploy.py tests/integration/test_deploy_refusals.py
    tests/integration/test_follow_fleet.py tests/integration/test_node_gate.py
    tests/integration/test_store_integrity.py tests/integration/test_workers.py tests/integration/test_warm_worker.py
    tests/integration/test_node_program.py)
