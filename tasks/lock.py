@@ -140,7 +140,7 @@ def _acquire(environment: str, timeout_seconds: float) -> UUID | None:
     run = _run_id()
     holder = ConcurrencyLeaseHolder(type="flow_run", id=run) if run != "local" else None
     deadline = time.monotonic() + timeout_seconds
-    with prefect_client() as client:
+    with prefect_client() as client, _without_client_retries():
         while True:
             try:
                 answer = client.increment_concurrency_slots_with_lease(
@@ -149,12 +149,32 @@ def _acquire(environment: str, timeout_seconds: float) -> UUID | None:
                     raise RuntimeError(f"the deploy lock {lock_name(environment)} does not exist (deleted?)")
                 return UUID(answer["lease_id"])
             except PrefectHTTPStatusError as e:
-                if e.response.status_code != 423:
+                if e.response.status_code not in (423, 429, 503):
                     raise
+                busy = e.response.status_code == 423
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            time.sleep(min(1.0, left))
+            time.sleep(min(1.0 if busy else 0.1, left))
+
+
+_NO_RETRIES: dict[int, tuple] = {}
+
+
+def _without_client_retries():
+    """Prefect's settings with the client's own retries off, made once per
+    process (a copy costs ~20 ms): a sqlite server still writing the last
+    run's events answers the lock's request 503 ("database is locked"), and
+    the client would wait 2 s before asking again; _acquire asks again
+    within 0.1 s."""
+    from prefect.context import SettingsContext
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
+    ctx = SettingsContext.get()
+    kept = _NO_RETRIES.get(id(ctx.settings))
+    if kept is None or kept[0] is not ctx.settings:     # the original kept too: its id is not reused
+        kept = _NO_RETRIES[id(ctx.settings)] = (ctx.settings, ctx.settings.copy_with_update(
+            updates={PREFECT_CLIENT_MAX_RETRIES: 0}))
+    return SettingsContext(profile=ctx.profile, settings=kept[1])
 
 
 def _adopt(environment: str, lease_id: str) -> UUID | None:
