@@ -268,7 +268,7 @@ def _after_canary(runner, env: DeployEnvironment, guard: Guard, canary: list[Hos
         if verdict.outcome == INCONCLUSIVE and guard.inconclusive == "stop":
             return verdict.line()
         if ask:
-            approved, why = guard_stage.ask_approval(env, guard, verdict, canary)
+            approved, why = guard_stage.ask_approval(env, guard, verdict, canary, run_id)
             if not approved:
                 return why
     if not guard.deferred:

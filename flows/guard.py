@@ -60,11 +60,6 @@ class Guard:
                    env.health_soak_seconds, tuple(down_to), lock, env.approval_hold_seconds, awaiting)
 
     @property
-    def may_ask(self) -> bool:
-        """Whether this deploy may wait for an approval (and so suspend)."""
-        return self.approval or self.inconclusive == "ask"
-
-    @property
     def deferred(self) -> bool:
         """Whether upgraded hosts wait to be made permanent."""
         return self.window_s > 0
@@ -140,8 +135,8 @@ def canary_verdict(runner, env: DeployEnvironment, guard: Guard, canary: list[Ho
     return verdict
 
 
-def ask_approval(env: DeployEnvironment, guard: Guard, verdict: Verdict,
-                 canary: list[HostOutcome]) -> tuple[bool, str]:
+def ask_approval(env: DeployEnvironment, guard: Guard, verdict: Verdict, canary: list[HostOutcome],
+                 run_id: str) -> tuple[bool, str]:
     """Wait for an approval in the UI (the canary's figures in the form);
     returns (approved, why). A timeout is a refusal. The wait holds this
     process for guard.hold_s; past it, a run from a deployment suspends (see
@@ -170,7 +165,7 @@ def ask_approval(env: DeployEnvironment, guard: Guard, verdict: Verdict,
             _running_again()
         if hold < guard.approval_timeout_s:
             suspend_for_approval(env, guard, description, canary,
-                                 guard.approval_timeout_s - (time.monotonic() - started))
+                                 guard.approval_timeout_s - (time.monotonic() - started), run_id)
         event("approval.timeout", guard)
         return False, f"no approval within {guard.approval_timeout_s:g} s"
     return _said(guard, answer)
@@ -193,7 +188,7 @@ def _may_suspend() -> bool:
 
 
 def suspend_for_approval(env: DeployEnvironment, guard: Guard, description: str, canary: list[HostOutcome],
-                         left_s: float) -> None:
+                         left_s: float, run_id: str) -> None:
     """End this run's process until the approval is answered: the lock is
     kept past the deadline (no other deploy comes between the canary and the
     rest), what the resumed run needs is kept beside it, a sweep run is
@@ -210,13 +205,13 @@ def suspend_for_approval(env: DeployEnvironment, guard: Guard, description: str,
     from tasks.lock import MAX_LEASE_SECONDS, keep_lock
     from tasks.network import revoke_rules_of_run
     log = get_run_logger()
-    for rule in revoke_rules_of_run(env, _run_id()):
+    for rule in revoke_rules_of_run(env, run_id):
         log.info("revoked tcp/%d from %s while suspended", rule.port, rule.cidr)
     now = datetime.now(timezone.utc)
     lease = keep_lock(guard.lock, kept_lease_seconds(left_s, MAX_LEASE_SECONDS))
     key = "approval"       # input keys take letters, digits and dashes: not a version
     until = deadline(now, left_s)
-    write_awaiting(Awaiting(_run_id(), guard.app, guard.version, guard.lock, lease, key, until,
+    write_awaiting(Awaiting(run_id, guard.app, guard.version, guard.lock, lease, key, until,
                             guard.approval_timeout_s, tuple(o.as_row() for o in canary)))
     sweep = schedule_sweep(guard.lock, datetime.fromisoformat(until))
     log.warning("suspending until the approval is answered (by %s): this run's process ends and its worker slot "
@@ -243,11 +238,6 @@ def answered(guard: Guard) -> tuple[bool, str]:
         event("approval.timeout", guard)
         return False, f"no approval within {awaiting.timeout_s:g} s"
     return _said(guard, answer)
-
-
-def _run_id() -> str:
-    from prefect.context import get_run_context
-    return str(get_run_context().flow_run.id)
 
 
 def _running_again() -> None:

@@ -195,7 +195,7 @@ def environment_lock(environment: str, timeout_seconds: float, kept_lease: str |
     waited); waits up to TIMEOUT_SECONDS for another run to finish, then
     fails saying so. KEPT_LEASE: the lease this run kept when it suspended
     (an approval), held again if it is still alive."""
-    if environment in dict((e, r) for e, r, _ in _held.get()):
+    if any(e == environment for e, _, _ in _held.get()):
         yield 0.0
         return
     log = get_run_logger()
