@@ -59,12 +59,12 @@ def hot_deploy(app: str, environment: str, version: str = "latest",
     check_deploy(app, environment, store_block, version, canary, wave_size, max_failed_hosts)
     params.strategy(strategy)
     env = load_environment(environment)
+    fleet = FleetReadAhead(env)        # EC2 is read beside everything up to the lock
     # a run that suspended for an approval starts again from here: it goes on after its canary
     resumed = resumed_run(env, environment, dry_run)
     if resumed:
         version, canary = resumed.version, len(resumed.canary)
     store = load_package_store(store_block)
-    fleet = FleetReadAhead(env)        # EC2 is read beside the store
     read = read_deploy_inputs(store, app, version, environment, env.requires_rehearsal)
     vsn, manifest, record = read.version, read.manifest, read.record
     note = rehearsal_gate(app, vsn, env.requires_rehearsal, read.rehearsal, allow_unrehearsed)

@@ -12,6 +12,7 @@ from prefect.futures import as_completed
 from prefect.context import get_run_context
 from prefect.exceptions import Pause
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from blocks.environment import DeployEnvironment
 from hotdeploy import params, quarantine
@@ -323,7 +324,8 @@ def _record(recording: Recording, title: str, run_id: str, outcomes: list[HostOu
         seen = [{"host": o.host, "address": o.address, "running": o.running, "permanent": o.permanent,
                  "config": o.config, "result": o.result} for o in outcomes]
         record_environment(recording.store, recording.app, recording.environment, title, run_id,
-                           datetime.now(timezone.utc).isoformat(timespec="seconds"), seen, recording.whole_fleet)
+                           datetime.now(timezone.utc).isoformat(timespec="seconds"), quote(seen),
+                           recording.whole_fleet)      # quoted: a row per host, nothing for Prefect to look into
         return None
     except Exception as e:
         why = (f"what runs on {recording.environment} could not be recorded in the store ({e}): the next fleet "

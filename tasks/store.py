@@ -11,6 +11,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
@@ -238,19 +239,28 @@ def _not_published(app: str, vsn: str, listing: layout.Listing) -> str:
 @_s3_call
 def resolve_version(store: S3Bucket, app: str, version: str) -> str:
     """`latest` (the VERSION pointer) or an explicit, valid, published version."""
+    vsn = named_version(store, app, version)
+    check_published(app, vsn, version, list_store.fn(store, app))
+    return vsn
+
+
+def named_version(store: S3Bucket, app: str, version: str) -> str:
+    """The version VERSION names: the VERSION pointer's for `latest` (one
+    read), else VERSION itself, checked. Not yet known to be published."""
     from hotdeploy.versions import Version
     layout.check_app_name(app)
-    if version == "latest":
-        vsn = read_pointer.fn(store, app).version
-        if vsn is None:
-            raise UnknownVersion(f"no release of {app} in s3://{store.bucket_name}: run the release flow first")
-    else:
-        vsn = str(Version.parse(version))
-    listing = list_store.fn(store, app)
+    if version != "latest":
+        return str(Version.parse(version))
+    vsn = read_pointer.fn(store, app).version
+    if vsn is None:
+        raise UnknownVersion(f"no release of {app} in s3://{store.bucket_name}: run the release flow first")
+    return vsn
+
+
+def check_published(app: str, vsn: str, version: str, listing: layout.Listing) -> None:
     if vsn not in listing.published:
         raise UnknownVersion(("the VERSION pointer names " if version == "latest" else "")
                              + _not_published(app, vsn, listing))
-    return vsn
 
 
 @task(**S3_RETRIES)
@@ -487,9 +497,25 @@ class DeployInputs:
 def read_deploy_inputs(store: S3Bucket, app: str, version: str, environment: str, rehearsal: bool) -> DeployInputs:
     """VERSION resolved, its manifest, its quarantine record, its rehearsal
     record (when REHEARSAL) and ENVIRONMENT's record: small reads, one task
-    run (each costs the server), retried whole."""
-    vsn = resolve_version.fn(store, app, version)
-    return DeployInputs(vsn, read_manifest.fn(store, app, vsn),
-                        read_rehearsal.fn(store, app, vsn) if rehearsal else None,
-                        read_quarantine.fn(store, app, vsn),
-                        environment_record(read_text.fn(store, layout.environment_key(app, environment))))
+    run (each costs the server), retried whole. Once the version is named,
+    the reads go out together: one round trip to S3, not five."""
+    vsn = named_version(store, app, version)
+    reads = {"listing": lambda: list_store.fn(store, app),
+             "manifest": lambda: read_manifest.fn(store, app, vsn),
+             "rehearsal": lambda: read_rehearsal.fn(store, app, vsn) if rehearsal else None,
+             "quarantine": lambda: read_quarantine.fn(store, app, vsn),
+             "record": lambda: environment_record(read_text.fn(store, layout.environment_key(app, environment)))}
+    got = together(reads)
+    check_published(app, vsn, version, got["listing"]())   # its refusal before a missing manifest's
+    return DeployInputs(vsn, got["manifest"](), got["rehearsal"](), got["quarantine"](), got["record"]())
+
+
+def together(calls: dict[str, Callable]) -> dict[str, Callable]:
+    """CALLS made at once, each in a thread of its own in this run's context
+    (so its boto3 client is this run's); returned as getters that give each
+    call's result or raise its error, in the order the caller asks for them."""
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="store-read") as pool:
+        futures = {name: pool.submit(contextvars.copy_context().run, call) for name, call in calls.items()}
+    return {name: future.result for name, future in futures.items()}
