@@ -147,11 +147,19 @@ def shell_upgrade(fleet: Fleet, vsn: str, tarball: Path, parallel: int, script: 
 
 def deploy_in_own_process(fleet: Fleet, vsn: str, store: str, strategy: str = "auto") -> dict:
     """hot_deploy in a child process: flow wall time, rows and peak RSS, as it measured them."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.deploy_once", fleet.name, vsn, store, strategy],
-                          cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return flow_in_own_process("benchmarks.deploy_once", fleet.name, vsn, store, strategy)
+
+
+def flow_in_own_process(module: str, *args: str) -> dict:
+    """python -m MODULE ARGS (a flow that measures itself): its JSON line."""
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"hot_deploy in a child process failed ({proc.returncode}): {proc.stdout[-2000:]}")
+        raise RuntimeError(f"{module} in a child process failed ({proc.returncode}): {proc.stdout[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# The floor's host tasks wait as long as a bench host's gate soaks (health_soak_seconds)
+FLOOR_TASK_S = 1.0
 
 
 class Load:
@@ -392,7 +400,10 @@ def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int
     its nodes started with HOST_ERL_FLAGS (ERL_AFLAGS) if given.
     Per row: both wall times, our fixed cost (flow start to first host task,
     last host task to flow end, as the server recorded them), and per host:
-    deployer CPU, Prefect server CPU, the hosts' CPU."""
+    deployer CPU, Prefect server CPU, the hosts' CPU. Beside ours, Prefect's
+    floor measured the same way on the same server (benchmarks/floor_once.py:
+    a task run per host doing nothing but wait): what no flow with a task
+    run per host goes under."""
     from flows.release import release
     from hotdeploy import layout
     from localfleet.services import rss_kb
@@ -420,6 +431,14 @@ def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int
                         "results": sorted({r["result"] for r in deployed["rows"]})})
         finally:
             fleet.stop()
+        log(f"no load: {n} host(s), Prefect's floor (a task run per host, nothing else)")
+        server0 = tree_cpu_s(server_pid)
+        floor = flow_in_own_process("benchmarks.floor_once", str(n), str(FLOOR_TASK_S))
+        row.update({"prefect_floor_s": floor["seconds"], "prefect_floor_fixed_cost_s": floor["fixed_cost_s"],
+                    "prefect_floor_fixed_head_s": floor.get("head_s"),
+                    "prefect_floor_fixed_tail_s": floor.get("tail_s"),
+                    "prefect_floor_deployer_cpu_s_per_host": round(floor["cpu_s"] / n, 4),
+                    "prefect_floor_server_cpu_s_per_host": round((tree_cpu_s(server_pid) - server0) / n, 4)})
         log(f"no load: {n} host(s), xargs -P {n}")
         fleet = fresh_fleet(f"bn{n}x", n, 10, moto_url, store, v1, **hosts_env)
         try:
@@ -443,8 +462,9 @@ def bench_scaling_no_load(moto_url: str, work: Path, store: str, sizes: list[int
 def _no_load_lines(rows: list[dict]) -> str:
     lines = ["### Fleet scaling without load (`--no-load`)", "",
              "| hosts | ours (s) | xargs -P (s) | ours / xargs | vs 1 host | vs 16 hosts | fixed cost (s): head + tail "
-             "| deployer CPU/host (s) | server CPU/host (s) | host CPU/host: ours, xargs (s) | deployer peak RSS (MB) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| deployer CPU/host (s) | server CPU/host (s) | host CPU/host: ours, xargs (s) | deployer peak RSS (MB) "
+             "| Prefect's floor: fixed cost (s), deployer CPU/host, server CPU/host (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     flags = {r.get("host_erl_flags") for r in rows} - {None, ""}
     if flags:
         lines[0] += f" (hosts started with ERL_AFLAGS=`{', '.join(flags)}`)"
@@ -454,7 +474,9 @@ def _no_load_lines(rows: list[dict]) -> str:
                      f"({r.get('fixed_head_s')} + {r.get('fixed_tail_s')}) "
                      f"| {r['deployer_cpu_s_per_host']} | {r['server_cpu_s_per_host']} "
                      f"| {r['host_cpu_s_per_host']}, {r['xargs_parallel_host_cpu_s_per_host']} "
-                     f"| {r['deployer_peak_rss_mb']} |")
+                     f"| {r['deployer_peak_rss_mb']} "
+                     f"| {r.get('prefect_floor_fixed_cost_s')}, {r.get('prefect_floor_deployer_cpu_s_per_host')}, "
+                     f"{r.get('prefect_floor_server_cpu_s_per_host')} |")
     return "\n".join(lines)
 
 

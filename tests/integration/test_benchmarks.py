@@ -42,3 +42,19 @@ def test_benchmark_runs_and_reports_each_figure_beside_its_baseline(docker_engin
     assert "| step | ours (s) | baseline script (s) |" in md and "### Against the targets" in md
     assert "| run | worker | command | wall (s), median |" in md and "`python -m deployments.run NAME`" in md
     assert "`python -m deployments.worker`" in md and "`prefect worker start --type process`" in md
+
+
+def test_no_load_benchmark_reports_prefects_floor_beside_ours(docker_engine, tmp_path):
+    """--no-load at one host: ours, xargs -P and Prefect's floor (a task run
+    per host and nothing else), each with its fixed cost and CPU per host."""
+    out = tmp_path / "bench"
+    cp = subprocess.run([sys.executable, "-m", "benchmarks.run", "--no-load", "--light-hosts", "--sizes", "1",
+                         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert cp.returncode == 0, cp.stdout[-3000:] + cp.stderr[-3000:]
+    [one] = json.loads((out / "results.json").read_text())["scaling_no_load"]
+    assert one["results"] == ["upgraded"]
+    for key in ("ours_s", "xargs_parallel_s", "fixed_cost_s", "server_cpu_s_per_host", "deployer_cpu_s_per_host",
+                "prefect_floor_s", "prefect_floor_fixed_cost_s", "prefect_floor_server_cpu_s_per_host",
+                "prefect_floor_deployer_cpu_s_per_host"):
+        assert one[key] is not None and one[key] >= 0, key
+    assert "Prefect's floor" in cp.stdout
