@@ -17,6 +17,24 @@ def test_on_node_uses_the_releases_own_erl_call_and_its_node_name():
     assert line.endswith("exec erts-$erts/bin/erl_call $name ${cookie:+-c \"$cookie\"} -timeout 60 -e")
 
 
+@pytest.mark.parametrize("vm_args, expected", [
+    ("## relx\n-name shop@10.0.0.5\n-setcookie s3cr3t\n+K true\n", "-name shop@10.0.0.5|s3cr3t"),
+    ("-sname shop\n-name later@h\n-setcookie a\n-setcookie b", "-sname shop|a"),   # first ones; no final newline
+    ("  -name shop@h  # spaces\n\t+A 30\n", "-name shop@h|"),
+    ("-name\n-sname shop\n", "-sname shop|"),                                      # a flag without its value
+    ("+K true\n-setcookie x\n", "|x"),
+    (None, "|"),                                                                  # no vm.args at all
+])
+def test_node_contact_reads_the_first_name_and_cookie_of_vm_args(tmp_path, vm_args, expected):
+    import subprocess
+    args = tmp_path / "vm.args"
+    if vm_args is not None:
+        args.write_text(vm_args)
+    done = subprocess.run(["sh", "-c", f"args={args} && {cmd.node_contact()} && echo \"$name|$cookie\""],
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, expected, "")
+
+
 def test_stage_package_checks_the_sum_then_moves_or_removes():
     line = cmd.stage_package("/srv/app", "shop", "1.2.3", "ab" * 32)
     assert f"printf '%s  %s\\n' {'ab' * 32} /srv/app/releases/.shop-1.2.3.tar.gz.part | sha256sum -c" in line
