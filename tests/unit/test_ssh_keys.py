@@ -1,6 +1,7 @@
-"""The environment's known_hosts and the deployer's key are parsed once
-per process, not on every host's connect (tasks/remote.py): a host's
-connect then costs the same at any fleet size and with any key type."""
+"""The SSH client's costs per host (tasks/remote.py). The environment's
+known_hosts and the deployer's key are parsed once per process, not on
+every host's connect: a host's connect then costs the same at any fleet
+size and with any key type. Connections offer AES-GCM first."""
 import base64
 
 from tasks.remote import _host_keys
@@ -37,3 +38,21 @@ def test_the_private_key_is_loaded_once_and_a_bad_one_says_nothing_of_itself():
     with pytest.raises(RemoteError) as e:
         private_key("-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXBhcnQ=\n-----END OPENSSH PRIVATE KEY-----\n")
     assert "c2VjcmV0" not in str(e.value)
+
+
+def test_connections_offer_aes_gcm_first_and_keep_every_other_cipher():
+    """GCM's tag is checked in OpenSSL; CTR's HMAC is compared in Python by
+    paramiko, packet by packet. A server without GCM still gets CTR."""
+    import socket
+
+    import paramiko
+
+    from tasks.remote import _transport
+    mine, theirs = socket.socketpair()
+    try:
+        offered = _transport(mine).get_security_options().ciphers
+        default = paramiko.Transport(theirs).get_security_options().ciphers
+    finally:
+        mine.close(), theirs.close()
+    assert offered[:2] == ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+    assert sorted(offered) == sorted(default)
