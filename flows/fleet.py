@@ -18,7 +18,7 @@ from blocks.environment import DeployEnvironment
 from hotdeploy import params, quarantine
 from hotdeploy.errors import KnownFailure, Outage
 from hotdeploy.ingress import left_open
-from hotdeploy.report import outcome_lines
+from hotdeploy.report import artifact_key, outcome_lines
 from hotdeploy.rollout import may_continue, plan_shards, plan_waves
 from hotdeploy.canary import FAIL, INCONCLUSIVE
 from tasks.hosts import HostFailed, HostOutcome, gate_description
@@ -75,10 +75,6 @@ class CleanupFailed(Outage, RuntimeError):
             done[o.result] = done.get(o.result, 0) + 1
         super().__init__(", ".join(f"{n} host(s) {r}" for r, n in done.items()) + "; but " + "; and ".join(left))
         self.outcomes = outcomes
-
-
-def _artifact_key(title: str, env: DeployEnvironment) -> str:
-    return f"{title}-{env.environment_tag}".lower().replace("_", "-").replace(" ", "-")
 
 
 def revoke_this_runs_rules(flow, flow_run, state) -> None:
@@ -160,7 +156,7 @@ def _map_bounded(env: DeployEnvironment, hosts: list[Host], per_host, args: dict
     guard stopped the deploy, why."""
     log = get_run_logger()
     waves = plan_waves(len(hosts), rollout.canary, rollout.wave_size)
-    progress = create_progress_artifact(0.0, key=_artifact_key(title + "-progress", env),
+    progress = create_progress_artifact(0.0, key=artifact_key(title, "progress", env.environment_tag),
                                         description=f"{title}: hosts finished")
     outcomes: dict[int, HostOutcome] = {}
     shown_at = 0.0
@@ -288,7 +284,7 @@ def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostO
           "sent KB": round(o.sent_bytes / 1024, 1),
           "seconds": round(sum(o.seconds.values()), 2)}
          for o in outcomes],
-        key=_artifact_key(title, env),
+        key=artifact_key(title, env.environment_tag),
         description=f"{title}: one row per host; gate: {gate}" + (f". {note}" if note else ""))
 
 

@@ -23,7 +23,7 @@ from prefect.input import RunInput
 from blocks.environment import DeployEnvironment
 from hotdeploy.awaiting import Awaiting
 from hotdeploy.canary import FAIL, Limits, Verdict, judge, table
-from hotdeploy.report import markdown_table
+from hotdeploy.report import artifact_key, markdown_table
 from tasks.hosts import DowngradePlan, HostFailed, HostOutcome, commit_host, inspect_host, observe_host, upgrade_host
 from tasks.remote import Host
 
@@ -126,7 +126,7 @@ def canary_verdict(runner, env: DeployEnvironment, guard: Guard, canary: list[Ho
         verdict, mine, theirs = sample()
         confirmed = (", confirmed in a second window" if verdict.outcome == FAIL
                      else f", not confirmed in a second window (the first: {first.line()})")
-    create_table_artifact(table(verdict), key=f"{title}-canary-{env.environment_tag}".lower().replace("_", "-"),
+    create_table_artifact(table(verdict), key=artifact_key(title, "canary", env.environment_tag),
                           description=f"{verdict.line()} ({', '.join(o.host for o in mine) or 'no canary'} against "
                                       f"{', '.join(o.host for o in theirs) or 'no baseline'}, {window:g} s"
                                       f"{confirmed})")
@@ -148,7 +148,7 @@ def ask_approval(env: DeployEnvironment, guard: Guard, verdict: Verdict, canary:
     description = (f"### Approve {guard.app} {guard.version} on {guard.environment}?\n\n{verdict.line()}\n\n"
                    + markdown_table(["signal", "canary", "baseline"], rows) +
                    "\n\nApprove to upgrade the other hosts; leave it unticked to take the canary back.")
-    create_markdown_artifact(description, key=f"approval-{guard.environment}".lower().replace("_", "-"),
+    create_markdown_artifact(description, key=artifact_key("approval", guard.environment),
                              description="waiting for an approval")
     log.warning("waiting for an approval of %s %s on %s (up to %d s): approve or take back at %s",
                 guard.app, guard.version, guard.environment, guard.approval_timeout_s, _run_url())

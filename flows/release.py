@@ -17,7 +17,7 @@ from hotdeploy.errors import KnownFailure
 from hotdeploy.fleetstate import choose_predecessors, versions_in_use
 from hotdeploy.layout import parse_checksum
 from hotdeploy.manifest import build_manifest, manifest_bytes
-from hotdeploy.report import StepClock, release_summary_markdown
+from hotdeploy.report import StepClock, artifact_key, release_summary_markdown
 from hotdeploy.versions import next_version
 from tasks.container import build_release, ensure_builder_image, inspect_modules, test_in_container
 from tasks.store import (download, list_store, move_pointer, put_new, put_text, read_environment_records,
@@ -187,7 +187,7 @@ def release(
 
 
 def _summarize(summary: dict) -> dict:
-    create_markdown_artifact(release_summary_markdown(summary), key=f"release-{summary['release'].replace('_', '-')}",
+    create_markdown_artifact(release_summary_markdown(summary), key=artifact_key("release", summary["release"]),
                              description=f"release {summary['release']} {summary['version']}")
     return summary
 

@@ -12,7 +12,7 @@ from prefect.states import Completed
 
 from blocks import DEFAULT_STORE_BLOCK
 from hotdeploy import params
-from hotdeploy.report import ship_summary_markdown
+from hotdeploy.report import artifact_key, ship_summary_markdown
 from tasks.workspace import clone_app, export_git_ref, is_git_url, remove_workspace
 
 from .deploy import hot_deploy
@@ -69,6 +69,6 @@ def ship(app_dir: str, environment: str, git_ref: str | None = None,
              for name, s in (("release", built_state), ("hot-deploy", deploy_state))}
     text, line = ship_summary_markdown(built, environment, rows, links, deploy_state.message
                                        if deploy_state.is_failed() else None)
-    create_markdown_artifact(text, key=f"ship-{environment}", description=line)
+    create_markdown_artifact(text, key=artifact_key("ship", environment), description=line)
     deployed = deploy_state.result()      # a failed deploy fails the ship with its cause
     return Completed(message=line, data={"release": built, "deploy": deployed})

@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from blocks import DEFAULT_STORE_BLOCK, load_environment, load_package_store
-from hotdeploy.report import store_status_markdown
+from hotdeploy.report import artifact_key, store_status_markdown
 from tasks.hosts import inspect_host
 from tasks.lock import environment_lock
 from tasks.network import discover_hosts
@@ -57,7 +57,7 @@ def show_store(store, app: str) -> None:
         text = store_status_markdown(app, pointer, listing.published, listing.incomplete,
                                      read_environment_records(store, app),
                                      quarantined={v: read_quarantine(store, app, v) or {} for v in listing.quarantined})
-        create_markdown_artifact(text, key=f"store-{app.replace('_', '-')}", description=f"{app} in the store")
+        create_markdown_artifact(text, key=artifact_key("store", app), description=f"{app} in the store")
     except Exception as e:
         log.error("could not read the store: %s", e)
         return

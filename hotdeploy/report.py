@@ -6,6 +6,13 @@ import time
 from contextlib import contextmanager
 
 
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key from PARTS joined by dashes: Prefect takes only
+    lowercase letters, digits and dashes, and an EC2 tag value may hold
+    `. _ : / @ + =` and spaces (`prod.eu-1` makes `prod-eu-1`)."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+
+
 class StepClock:
     """Wall time per pipeline step, in the order the steps ran."""
 

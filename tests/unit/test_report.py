@@ -1,4 +1,4 @@
-from hotdeploy.report import failing_tests, ship_summary_markdown
+from hotdeploy.report import artifact_key, failing_tests, ship_summary_markdown
 
 EUNIT = """Failures:
 
@@ -39,3 +39,13 @@ def test_hosts_that_ended_alike_share_a_closing_line():
                      "h99: nothing -> 2: failed (install: disk full)"]
     assert outcome_lines(ok[:1]) == ["h00: 1 -> 2: upgraded (hot)"]
     assert outcome_lines(ok[:2], names_shown=2) == ["2 hosts (h00, h01): 1 -> 2: upgraded (hot)"]
+
+
+def test_artifact_keys_are_what_prefect_takes_whatever_the_tag_holds():
+    from prefect.artifacts import Artifact
+    assert artifact_key("hot-deploy", "staging") == "hot-deploy-staging"
+    assert artifact_key("hot-deploy", "progress", "Prod.EU_1") == "hot-deploy-progress-prod-eu-1"
+    assert artifact_key("release", "example_app") == "release-example-app"
+    for tag in ("prod eu", "team/app:blue", "a+b=c@d", "_edge_", "UPPER"):   # EC2 allows all of these
+        key = artifact_key("hot-deploy", tag)
+        assert Artifact(key=key, type="table", data=[]).key == key
