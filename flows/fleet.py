@@ -31,6 +31,7 @@ from tasks.network import (authorize_ingress, deployer_cidr, revoke_ingress,
 from tasks.remote import Host
 from tasks.shards import Sharding, cancel_shards_of, run_shard
 from tasks.store import record_environment
+from tasks.threads import together
 
 
 PROGRESS_EVERY_S = 1.0
@@ -274,6 +275,17 @@ def _after_canary(runner, env: DeployEnvironment, guard: Guard, canary: list[Hos
     return None
 
 
+def _shown(summary) -> None:
+    """The summary table's end: a failure to write it is said, and fails
+    nothing (each host's outcome is in the log and the run's result)."""
+    try:
+        summary()
+    except Exception as e:
+        get_run_logger().error("the summary table could not be written (%s); each host's outcome is in the "
+                               "log above and in the run's result", str(e).splitlines()[0] if str(e) else
+                               type(e).__name__)
+
+
 def _summary(env: DeployEnvironment, title: str, note: str, outcomes: list[HostOutcome]) -> None:
     gate = gate_description(env)
     create_table_artifact(
@@ -370,15 +382,21 @@ def run_on_fleet(env: DeployEnvironment, hosts: list[Host], per_host, title: str
     finally:
         # The per-host outcomes are shown first: an error in the cleanup
         # (EC2 unreachable at revoke) must not hide what happened on the hosts,
-        # nor the error that stopped the run before they finished.
+        # nor the error that stopped the run before they finished. The summary
+        # table, the record and the revoke go out at once (three services, one
+        # wait), and each ends whatever the others do.
         failing = sys.exc_info()[1] is not None
+        for line in outcome_lines(outcomes):
+            log.info("%s", line)
+        ending = {"revoke": lambda: _revoke(env, rule, bool(outcomes) or failing)}
         if outcomes:
-            _summary(env, title, note, outcomes)
-            for line in outcome_lines(outcomes):
-                log.info("%s", line)
+            ending["summary"] = lambda: _summary(env, title, note, outcomes)
             if recording:
-                left += [w for w in [_record(recording, title, run_id, outcomes)] if w]
-        left += [w for w in [_revoke(env, rule, bool(outcomes) or failing)] if w]
+                ending["record"] = lambda: _record(recording, title, run_id, outcomes)
+        ended = together(ending)
+        if "summary" in ended:
+            _shown(ended["summary"])
+        left += [w for w in [ended["record"]() if "record" in ended else None, ended["revoke"]()] if w]
     if note:
         log.warning("%s", note) if note.startswith("UNREHEARSED") else log.info("%s", note)
     if stopped:

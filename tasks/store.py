@@ -11,7 +11,6 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from botocore.exceptions import ClientError
 from prefect import get_run_logger, task
@@ -23,6 +22,7 @@ from hotdeploy.hostplan import Footprint
 
 from . import aws
 from .retry import retrying
+from .threads import together
 
 S3_RETRIES = retrying()
 
@@ -508,14 +508,3 @@ def read_deploy_inputs(store: S3Bucket, app: str, version: str, environment: str
     got = together(reads)
     check_published(app, vsn, version, got["listing"]())   # its refusal before a missing manifest's
     return DeployInputs(vsn, got["manifest"](), got["rehearsal"](), got["quarantine"](), got["record"]())
-
-
-def together(calls: dict[str, Callable]) -> dict[str, Callable]:
-    """CALLS made at once, each in a thread of its own in this run's context
-    (so its boto3 client is this run's); returned as getters that give each
-    call's result or raise its error, in the order the caller asks for them."""
-    import contextvars
-    from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="store-read") as pool:
-        futures = {name: pool.submit(contextvars.copy_context().run, call) for name, call in calls.items()}
-    return {name: future.result for name, future in futures.items()}
