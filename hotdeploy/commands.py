@@ -58,7 +58,9 @@ def on_node(root: str, timeout: int) -> str:
     return (f"cd {q(root)} && {{ read -r erts vsn || true; }} < releases/start_erl.data && "
             f"args=releases/$vsn/vm.args && {node_contact()} && "
             "{ [ -n \"$name\" ] || { echo \"no -name or -sname in $args\"; exit 1; }; } && "
-            f'exec erts-$erts/bin/erl_call $name ${{cookie:+-c \"$cookie\"}} -timeout {int(timeout)} -e')
+            # erl_call's own name is c17 unless told: two calls at once to one
+            # node would share it, and the second could not connect
+            f'exec erts-$erts/bin/erl_call $name -h hotdeploy_$$ ${{cookie:+-c \"$cookie\"}} -timeout {int(timeout)} -e')
 
 
 def stage_package(root: str, rel: str, vsn: str, sha256: str) -> str:

@@ -189,3 +189,14 @@ def test_the_gate_alone_and_a_first_boot(node, releases, tmp_path):
     answer = agent.parse_answer(done.stdout)
     assert answer["result"] == "done" and answer["releases_made"] is True, (answer, done.stderr)
     assert (fresh / "releases" / "RELEASES").is_file()
+
+
+def test_two_calls_at_once_to_one_node_both_answer(node):
+    """erl_call names itself c17 unless told: two at once (an observe beside
+    an upgrade, two operators) would share that name and one could not
+    connect. Each call names itself by its own process."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(10):
+            answers = list(pool.map(lambda _: node.eval("timer:sleep(20), ok."), range(2)))
+            assert all("ok" in a for a in answers), answers   # the one that cannot connect prints nothing

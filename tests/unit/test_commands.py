@@ -14,7 +14,7 @@ def test_on_node_uses_the_releases_own_erl_call_and_its_node_name():
     line = cmd.on_node("/srv/my app", 60)
     assert line.startswith("cd '/srv/my app' && ")
     assert "releases/start_erl.data" in line and "releases/$vsn/vm.args" in line
-    assert line.endswith("exec erts-$erts/bin/erl_call $name ${cookie:+-c \"$cookie\"} -timeout 60 -e")
+    assert line.endswith("exec erts-$erts/bin/erl_call $name -h hotdeploy_$$ ${cookie:+-c \"$cookie\"} -timeout 60 -e")
 
 
 @pytest.mark.parametrize("vm_args, expected", [
