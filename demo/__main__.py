@@ -309,11 +309,9 @@ def run(keep: bool, moto_url: str | None) -> int:
         for step in steps:
             if not step["as_expected"]:
                 print(f"{step['deployment']}:\n{step['output']}")
-        ok = (all(s["as_expected"] for s in steps) and stats["failed"] == 0 and all(d["ok"] for d in deployments)
-              and all(h["pid_before"] == h["pid_after"] and h["version_after"] != h["version_before"]
-                      for h in report["hosts"]) and restart["ok"])
-        say("hot deploy and restart OK" if ok else "demo FAILED")
-        return 0 if ok else 1
+        reasons = why_failed(report)
+        say("hot deploy and restart OK" if not reasons else "demo FAILED:\n  " + "\n  ".join(reasons))
+        return 0 if not reasons else 1
     finally:
         if keep:
             KEPT.touch()
@@ -321,6 +319,33 @@ def run(keep: bool, moto_url: str | None) -> int:
         else:
             KEPT.unlink(missing_ok=True)   # the next demo starts from an empty database
             down()
+
+
+def why_failed(report: dict) -> list[str]:
+    """What in REPORT falls short of the demo's promise, one line each
+    (empty: it kept it), so a failed demo says why where it ends, not only
+    in a table a CI log may have cut."""
+    out = [f"{s['deployment']}: exit {s['exit_code']}, not as expected: {s['line']}"
+           for s in report["steps"] if not s["as_expected"]]
+    q = report["requests"]
+    if q["failed"]:
+        out.append(f"{q['failed']} of {q['sent']} requests failed during the hot deploys, first: "
+                   + "; ".join(q.get("errors", [])[:3]))
+    out += [f"{h['environment']} {h['host']}: pid {h['pid_before']} -> {h['pid_after']}, a hot deploy keeps it"
+            for h in report["hosts"] if h["pid_before"] != h["pid_after"]]
+    out += [f"{h['environment']} {h['host']}: still on {h['version_after']}"
+            for h in report["hosts"] if h["version_after"] == h["version_before"]]
+    out += [f"{d['deployment']}: last run {d.get('state') or 'missing'}"
+            for d in report["deployments"] if not d["ok"]]
+    for h in report["restart"]["hosts"]:
+        if h["environment"] == "staging" and not (h["result"] == "restarted" and h["pid_after"] != h["pid_before"]
+                                                  and h["version_after"] != h["version_before"]):
+            out.append(f"restart story, {h['host']}: {h['result']}, pid {h['pid_before']} -> {h['pid_after']}, "
+                       f"{h['version_before']} -> {h['version_after']}")
+        elif h["environment"] != "staging" and (h["failed"] or h["pid_after"] != h["pid_before"]):
+            out.append(f"restart story, {h['host']} (not deployed): {h['failed']} failed requests, "
+                       f"pid {h['pid_before']} -> {h['pid_after']}")
+    return out
 
 
 def _restart_story(env: dict, repo: Path, fleets: dict, served: list[dict], steps: list[dict]) -> dict:
