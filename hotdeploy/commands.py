@@ -51,6 +51,9 @@ def node_contact() -> str:
             "done < \"$args\" || true; } 2>/dev/null")
 
 
+CALLER_NAMES = 4096   # erl_call names a node ever sees from hotdeploy
+
+
 def on_node(root: str, timeout: int) -> str:
     """Evaluate the program on stdin inside the running node: the release's
     own `erl_call` (no VM boot), the node name and cookie option from the
@@ -59,8 +62,12 @@ def on_node(root: str, timeout: int) -> str:
             f"args=releases/$vsn/vm.args && {node_contact()} && "
             "{ [ -n \"$name\" ] || { echo \"no -name or -sname in $args\"; exit 1; }; } && "
             # erl_call's own name is c17 unless told: two calls at once to one
-            # node would share it, and the second could not connect
-            f'exec erts-$erts/bin/erl_call $name -h hotdeploy_$$ ${{cookie:+-c \"$cookie\"}} -timeout {int(timeout)} -e')
+            # node would share it, and the second could not connect. Named by
+            # the shell's pid (erl_call's, after exec), but modulo 4096: each
+            # name is an atom in the node for its whole life, and pids run to
+            # 4194304 where the atom table holds 1048576.
+            f'exec erts-$erts/bin/erl_call $name -h hotdeploy_$(($$ % {CALLER_NAMES})) '
+            f'${{cookie:+-c \"$cookie\"}} -timeout {int(timeout)} -e')
 
 
 def stage_package(root: str, rel: str, vsn: str, sha256: str) -> str:

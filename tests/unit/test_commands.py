@@ -14,7 +14,26 @@ def test_on_node_uses_the_releases_own_erl_call_and_its_node_name():
     line = cmd.on_node("/srv/my app", 60)
     assert line.startswith("cd '/srv/my app' && ")
     assert "releases/start_erl.data" in line and "releases/$vsn/vm.args" in line
-    assert line.endswith("exec erts-$erts/bin/erl_call $name -h hotdeploy_$$ ${cookie:+-c \"$cookie\"} -timeout 60 -e")
+    assert line.endswith("exec erts-$erts/bin/erl_call $name -h hotdeploy_$(($$ % 4096)) "
+                         "${cookie:+-c \"$cookie\"} -timeout 60 -e")
+
+
+def test_erl_calls_name_is_its_own_pid_within_a_bounded_set(tmp_path):
+    """Each name is an atom the node keeps for life: a caller's name is its
+    pid (two callers alive at once differ) modulo 4096, so a node that has
+    answered a million calls holds at most 4096 of them."""
+    import subprocess
+    fake = tmp_path / "erts-1" / "bin" / "erl_call"
+    fake.parent.mkdir(parents=True)
+    fake.write_text('#!/bin/sh\necho "$$ $4"\n')
+    fake.chmod(0o755)
+    (tmp_path / "releases" / "1").mkdir(parents=True)
+    (tmp_path / "releases" / "start_erl.data").write_text("1 1\n")
+    (tmp_path / "releases" / "1" / "vm.args").write_text("-name shop@h\n")
+    for _ in range(3):
+        pid, name = subprocess.run(["sh", "-c", cmd.on_node(str(tmp_path), 5)], capture_output=True,
+                                   text=True, check=True).stdout.split()
+        assert name == f"hotdeploy_{int(pid) % 4096}"
 
 
 @pytest.mark.parametrize("vm_args, expected", [
