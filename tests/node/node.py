@@ -7,6 +7,7 @@ left out: the command runs here instead of over a connection."""
 from __future__ import annotations
 
 import http.client
+import itertools
 import os
 import shutil
 import socket
@@ -26,10 +27,24 @@ from .releases import APP, Built
 RECORD = "2026-12-03T00:00:00Z run=test"     # the prefix of this session's hotdeploy.log lines
 
 
+_ports = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for a node, an epmd or a test server to listen on, taken below
+    the kernel's ephemeral range (from 20000, a thousand per xdist worker):
+    a port found free inside that range can be handed to some outgoing
+    connection before the node binds it, and the node then fails to start."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    for _ in range(1000):
+        port = 20000 + 1000 * (worker % 10) + next(_ports) % 1000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:   # in use, or a stopped node's connections are in TIME_WAIT on it
+                continue
+            return port
+    raise RuntimeError(f"no free port in this worker's thousand from {20000 + 1000 * (worker % 10)}")
 
 
 @dataclass
